@@ -1,0 +1,3 @@
+from mvlib.cli import main
+
+raise SystemExit(main())
