@@ -7,7 +7,11 @@ anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
+
+import numpy as np
 
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, KeyError)
 
@@ -25,9 +29,137 @@ def cmd_summary(args) -> None:
             model.summary(line_length=110)
 
 
+def _load_data(args, **kwargs):
+    from mvlib.data import load_flowers
+
+    data = load_flowers(args.source, args.data_dir, image_size=args.image_size, limit=args.limit, **kwargs)
+    print(data.describe(), flush=True)
+    return data
+
+
+def _evaluate_and_save(model, data, out_dir: Path) -> None:
+    from mvlib.evaluate import evaluate_model
+    from mvlib.viz import plot_confusion_matrix
+
+    evaluation = evaluate_model(model, data.val, data.class_names)
+    print(evaluation.report())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "evaluation.json").write_text(json.dumps(evaluation.to_dict(), indent=1))
+    plot_confusion_matrix(evaluation).savefig(out_dir / "confusion_matrix.png", dpi=120)
+    print(f"wrote {out_dir / 'evaluation.json'} and {out_dir / 'confusion_matrix.png'}")
+
+
+def cmd_train(args) -> None:
+    from mvlib.train import get_recipe, train
+
+    recipe = get_recipe(args.recipe, epochs=args.epochs, batch_size=args.batch_size)
+    data = _load_data(args, batch_size=recipe.batch_size, seed=args.seed)
+    run_dir = Path(args.run_dir or f"runs/{args.variant}-{recipe.name}")
+    result = train(args.variant, data, run_dir, recipe, image_size=args.image_size, seed=args.seed,
+                   steps_per_epoch=args.steps_per_epoch)
+    print(result.summary())
+    if not args.no_evaluate:
+        _evaluate_and_save(result.model, data, run_dir)
+
+
+def cmd_evaluate(args) -> None:
+    from mvlib.train import load_trained
+
+    model, settings = load_trained(args.run_dir, args.weights)
+    args.image_size = settings["image_size"]
+    data = _load_data(args, augment=False)
+    if data.class_names != settings["class_names"]:
+        raise ValueError(f"the data's classes {data.class_names} differ from the run's {settings['class_names']}")
+    _evaluate_and_save(model, data, Path(args.out or args.run_dir))
+
+
+def cmd_predict(args) -> None:
+    from mvlib.data import load_image
+    from mvlib.train import load_trained
+
+    model, settings = load_trained(args.run_dir, args.weights)
+    names = settings["class_names"]
+    for path in args.images:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"no such image file: {path}")
+        probs = np.asarray(model(load_image(path, settings["image_size"])[None], training=False))[0]
+        top = np.argsort(-probs)[: args.top_k]
+        print(f"{path}: " + ", ".join(f"{names[i]} {probs[i]:.1%}" for i in top))
+
+
+def _images(dataset, limit: int) -> np.ndarray:
+    """The first ``limit`` images of a batched ``(images, labels)`` dataset, as one array."""
+    out, n = [], 0
+    for images, _ in dataset:
+        out.append(np.asarray(images))
+        n += len(out[-1])
+        if n >= limit:
+            break
+    return np.concatenate(out)[:limit]
+
+
+def cmd_export(args) -> None:
+    from mvlib.export import KINDS, export_all
+    from mvlib.train import load_trained
+
+    model, settings = load_trained(args.run_dir, args.weights)
+    args.image_size = settings["image_size"]
+    # Calibrate on training images (evaluation preprocessing), check on validation images.
+    data = _load_data(args, augment=False, shuffle=False)
+    out = Path(args.out or Path("artifacts") / Path(args.run_dir).name)
+    results = export_all(model, out, args.kinds or KINDS, stem=settings["variant"],
+                         representative_images=_images(data.train, args.calibration_images),
+                         check_images=_images(data.val, args.check_images))
+    for kind, result in results.items():
+        print(f"{kind:>8}: {result.path} {result.size_bytes / 1e6:.2f} MB  {result.parity.summary()}")
+
+
+def cmd_measure(args) -> None:
+    """One table for every export in --exports, beside the keras-io model's dynamic-range export."""
+    from mvlib.export import export_litert, format_markdown, measure_exports
+    from mvlib.model import create_mobilevit
+    from mvlib.train import load_trained
+
+    model, settings = load_trained(args.run_dir, args.weights)
+    args.image_size = settings["image_size"]
+    data = _load_data(args, augment=False, shuffle=False)
+    exports = Path(args.exports or Path("artifacts") / Path(args.run_dir).name)
+    files = sorted(exports.glob("*.tflite"))
+    if not files:
+        raise FileNotFoundError(f"no .tflite files in {exports}; run `python -m mvlib export` first")
+    kw = dict(data=data.val, runs=args.runs, threads=(1, 2))
+    rows = measure_exports(files, model=model, **kw)
+    # The baseline: the keras-io model, trained if a keras-io run exists, exported the example's way (dynamic range).
+    baseline_run = Path(args.baseline_run)
+    if (baseline_run / "state.json").exists():
+        baseline, _ = load_trained(baseline_run)
+        label = "keras-io (trained)"
+    else:
+        baseline = create_mobilevit("keras-io", len(data.class_names), settings["image_size"])
+        label = "keras-io (untrained: latency and size only)"
+    path = exports / "keras-io_dynamic.tflite"
+    export_litert(baseline, path, "dynamic", check_images=_images(data.val, 32), min_agreement=0.0)
+    base_rows = measure_exports([path], model=baseline, **kw)
+    for row in base_rows:
+        row["file"] = f"{row['file']} ({label})"
+    rows += base_rows
+    ref = base_rows[-1]["latency_1t_median_ms"]
+    for row in rows:
+        row["latency_vs_kerasio_dynamic"] = row["latency_1t_median_ms"] / ref if row.get("latency_1t_median_ms") else None
+    out = Path(args.out or exports / "measurements")
+    out.with_suffix(".md").write_text(format_markdown(rows) + "\n")
+    out.with_suffix(".json").write_text(json.dumps({"command": " ".join(sys.argv), "rows": rows}, indent=1))
+    print(format_markdown(rows))
+    print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
+
+
 def cmd_run(args) -> None:
-    """The README's main job."""
-    cmd_summary(args)
+    """The README's main job: train (resuming) -> evaluate -> export, on the available data."""
+    cmd_summary(argparse.Namespace(variants=None, verbose=False, num_classes=5, image_size=args.image_size))
+    cmd_train(args)
+    run_dir = args.run_dir or f"runs/{args.variant}-{args.recipe}"
+    cmd_export(argparse.Namespace(**{**vars(args), "run_dir": run_dir, "weights": None, "out": None, "kinds": None,
+                                     "calibration_images": 200, "check_images": 128}))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,9 +176,64 @@ def build_parser() -> argparse.ArgumentParser:
     model_args(p)
     p.set_defaults(func=cmd_summary)
 
-    p = sub.add_parser("run", help="the main job (see README)")
-    model_args(p)
-    p.set_defaults(func=cmd_run, variants=None, verbose=False)
+    def data_args(p):
+        p.add_argument("--source", default="auto", choices=["auto", "tfds", "folder", "synthetic"])
+        p.add_argument("--data-dir", help="a flower_photos/<class>/*.jpg folder (or set MVLIB_DATA_DIR)")
+        p.add_argument("--limit", type=int, help="at most this many images per split (quick runs)")
+
+    def train_args(p):
+        p.add_argument("--variant", default="xxs", help="keras-io, xxs, xs or s")
+        p.add_argument("--recipe", default="improved", help="keras-io or improved")
+        p.add_argument("--epochs", type=int, help="default: the recipe's")
+        p.add_argument("--batch-size", type=int, help="default: the recipe's (64)")
+        p.add_argument("--image-size", type=int, default=256)
+        p.add_argument("--steps-per-epoch", type=int, help="default: one pass over the training split")
+        p.add_argument("--seed", type=int, default=42)
+        p.add_argument("--run-dir", help="default: runs/<variant>-<recipe>; an existing run is resumed")
+        p.add_argument("--no-evaluate", action="store_true")
+        data_args(p)
+
+    p = sub.add_parser("train", help="train a variant (resumes an interrupted run in --run-dir)")
+    train_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a trained run")
+    p.add_argument("--run-dir", default="runs/xxs-improved")
+    p.add_argument("--weights", help="a .weights.h5 file; default: the run's best.weights.h5")
+    p.add_argument("--out", help="output folder (default: the run folder)")
+    data_args(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="top-k classes of image files")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--run-dir", default="runs/xxs-improved")
+    p.add_argument("--weights", help="a .weights.h5 file; default: the run's best.weights.h5")
+    p.add_argument("-k", "--top-k", type=int, default=3)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="LiteRT exports (float32, dynamic, float16, int8), each parity-checked")
+    p.add_argument("--run-dir", default="runs/xxs-improved")
+    p.add_argument("--weights", help="a .weights.h5 file; default: the run's best.weights.h5")
+    p.add_argument("--kinds", nargs="+", choices=["float32", "dynamic", "float16", "int8"])
+    p.add_argument("--out", help="default: artifacts/<run folder name>")
+    p.add_argument("--calibration-images", type=int, default=200, help="training images for int8 calibration")
+    p.add_argument("--check-images", type=int, default=128, help="validation images for the parity check")
+    data_args(p)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("measure", help="size / accuracy / agreement / latency table of the exports")
+    p.add_argument("--run-dir", default="runs/xxs-improved")
+    p.add_argument("--weights")
+    p.add_argument("--exports", help="folder of .tflite files (default: artifacts/<run folder name>)")
+    p.add_argument("--baseline-run", default="runs/keras-io-keras-io", help="a keras-io run folder, if trained")
+    p.add_argument("--runs", type=int, default=50, help="timed runs per latency figure (after 10 warm-up runs)")
+    p.add_argument("--out", help="table path without suffix (default: <exports>/measurements)")
+    data_args(p)
+    p.set_defaults(func=cmd_measure)
+
+    p = sub.add_parser("run", help="the main job: train (resuming) -> evaluate -> export")
+    train_args(p)
+    p.set_defaults(func=cmd_run)
     return parser
 
 
@@ -54,9 +241,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import mvlib  # noqa: F401  (quiet TensorFlow start-up before any command imports keras)
 
+    from mvlib.export import ExportError
+
     try:
         args.func(args)
-    except USER_ERRORS as e:
+    except (*USER_ERRORS, ExportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,228 @@
+"""Run exported LiteRT (``.tflite``) MobileViT models: a low-level runner and a user-facing predictor.
+
+Everything here uses ``ai_edge_litert.interpreter.Interpreter`` (the standalone LiteRT runtime, the one
+an app ships), never ``tf.lite.Interpreter``.
+
+* :class:`LiteRTRunner` turns a batch of float32 pixels in [0, 255] into an ``(N, num_classes)``
+  float32 array. It hides the three things that differ between export kinds: the input dtype (float32,
+  or uint8/int8 with a scale and zero point for full-integer models -- it quantizes for you), the output
+  dtype (dequantized for you), and the batch dimension (a batch-1 model is run image by image; a model
+  exported with a dynamic batch is resized to the batch).
+* :class:`LiteRTPredictor` adds the evaluation preprocessing (decode to RGB, bilinear resize to the
+  model's input size, float32 in [0, 255]) and class names::
+
+      predictor = LiteRTPredictor("artifacts/mobilevit_xxs_int8.tflite", class_names)
+      predictor.predict("daisy.jpg", top_k=3)   # -> [[("daisy", 0.93), ("dandelion", 0.04), ...]]
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+import mvlib  # noqa: F401  (TensorFlow backend, quiet TF start-up)
+
+__all__ = ["LiteRTRunner", "LiteRTPredictor", "load_image", "preprocess_images"]
+
+_IMAGE_SUFFIXES = "JPEG, PNG, GIF or BMP"
+
+
+def _interpreter(model: str | os.PathLike | bytes, num_threads: int | None = None):
+    from ai_edge_litert.interpreter import Interpreter
+
+    if isinstance(model, (bytes, bytearray)):
+        return Interpreter(model_content=bytes(model), num_threads=num_threads)
+    path = Path(model)
+    if not path.is_file():
+        raise FileNotFoundError(f"no LiteRT model at {str(path)!r}")
+    return Interpreter(model_path=str(path), num_threads=num_threads)
+
+
+class LiteRTRunner:
+    """A ``.tflite`` image classifier as a function ``float32 pixels (N, H, W, 3) in [0, 255] -> (N, C)``.
+
+    Args:
+        model: path to a ``.tflite`` file, or its bytes.
+        num_threads: interpreter threads (``None``: the runtime's default).
+    """
+
+    def __init__(self, model: str | os.PathLike | bytes, num_threads: int | None = None):
+        self.interpreter = _interpreter(model, num_threads)
+        inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ValueError(f"expected a model with one input and one output, got {len(inputs)} and {len(outputs)}")
+        self._input, self._output = inputs[0], outputs[0]
+        signature = [int(d) for d in self._input["shape_signature"]]
+        if len(signature) != 4 or signature[3] != 3 or signature[1] <= 0 or signature[2] <= 0:
+            raise ValueError(f"expected an image input of shape (batch, H, W, 3), got {signature}")
+        self.dynamic_batch = signature[0] == -1
+        self.image_size: tuple[int, int] = (signature[1], signature[2])
+        self.input_dtype = np.dtype(self._input["dtype"])
+        self.output_dtype = np.dtype(self._output["dtype"])
+        self.num_classes = int(self._output["shape_signature"][-1])
+        self._batch = 1 if self.dynamic_batch else signature[0]
+        if self.dynamic_batch:
+            self.interpreter.resize_tensor_input(self._input["index"], [1, *self.image_size, 3], strict=False)
+        self.interpreter.allocate_tensors()
+
+    # -- quantization ------------------------------------------------------------------------------
+    def quantize_input(self, pixels: np.ndarray) -> np.ndarray:
+        """float32 pixels -> the model's input dtype (round + clip with its scale/zero point if integer)."""
+        pixels = np.asarray(pixels, np.float32)
+        if self.input_dtype == np.float32:
+            return pixels
+        if self.input_dtype == np.float16:
+            return pixels.astype(np.float16)
+        scale, zero_point = self._input["quantization"]
+        info = np.iinfo(self.input_dtype)
+        q = np.round(pixels / scale + zero_point) if scale else np.round(pixels)
+        return np.clip(q, info.min, info.max).astype(self.input_dtype)
+
+    def dequantize_output(self, values: np.ndarray) -> np.ndarray:
+        """The model's output -> float32 (``(q - zero_point) * scale`` for integer outputs)."""
+        if np.issubdtype(values.dtype, np.integer):
+            scale, zero_point = self._output["quantization"]
+            return ((values.astype(np.float32) - zero_point) * (scale or 1.0)).astype(np.float32)
+        return values.astype(np.float32)
+
+    # -- running -----------------------------------------------------------------------------------
+    def _resize_batch(self, n: int) -> None:
+        if n != self._batch:
+            self.interpreter.resize_tensor_input(self._input["index"], [n, *self.image_size, 3], strict=False)
+            self.interpreter.allocate_tensors()
+            self._batch = n
+
+    def __call__(self, pixels: np.ndarray, *, max_batch: int = 32) -> np.ndarray:
+        """Run a batch ``(N, H, W, 3)`` of float32 pixels in [0, 255]; returns float32 ``(N, num_classes)``."""
+        pixels = np.asarray(pixels)
+        if pixels.ndim == 3:
+            pixels = pixels[None]
+        if pixels.ndim != 4 or tuple(pixels.shape[1:]) != (*self.image_size, 3):
+            raise ValueError(f"expected pixels of shape (N, {self.image_size[0]}, {self.image_size[1]}, 3), got {pixels.shape}")
+        step = max_batch if self.dynamic_batch else self._batch
+        outputs = []
+        for start in range(0, len(pixels), step):
+            chunk = self.quantize_input(pixels[start : start + step])
+            if self.dynamic_batch:
+                self._resize_batch(len(chunk))
+            elif len(chunk) < step:  # a fixed batch > 1 with a short last chunk: pad, then drop the padding
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - len(chunk), axis=0)])
+            self.interpreter.set_tensor(self._input["index"], chunk)
+            self.interpreter.invoke()
+            out = self.dequantize_output(self.interpreter.get_tensor(self._output["index"]))
+            outputs.append(out.reshape(len(chunk), -1)[: len(pixels) - start])
+        if not outputs:
+            return np.zeros((0, self.num_classes), np.float32)
+        return np.concatenate(outputs)
+
+
+# --------------------------------------------------------------------------------------------------
+# Preprocessing (the evaluation pipeline's: decode to RGB, bilinear resize, float32 in [0, 255])
+# --------------------------------------------------------------------------------------------------
+
+
+def load_image(path: str | os.PathLike):
+    """Decode an image file to a ``uint8`` RGB tensor ``(H, W, 3)``; clear errors for missing/non-image files."""
+    import tensorflow as tf
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such image file: {str(path)!r}")
+    data = tf.io.read_file(str(path))
+    try:
+        return tf.io.decode_image(data, channels=3, expand_animations=False)
+    except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as e:
+        raise ValueError(f"{str(path)!r} is not a decodable image ({_IMAGE_SUFFIXES}): {e.message.splitlines()[0]}") from None
+
+
+def _to_rgb(image: np.ndarray, where: str) -> np.ndarray:
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"{where}: expected an image (H, W, 3) (or (H, W), (H, W, 1), (H, W, 4)), got shape {image.shape}")
+    if image.shape[-1] == 1:
+        image = np.repeat(image, 3, axis=-1)
+    return image[..., :3]  # drop alpha
+
+
+def preprocess_images(images, image_size: int | tuple[int, int]) -> np.ndarray:
+    """Paths / arrays -> float32 ``(N, S, S, 3)`` pixels in [0, 255], bilinearly resized (the evaluation preprocessing).
+
+    ``images`` may be a path (``str``/``Path``), an array for one image ``(H, W, 3)`` or a batch
+    ``(N, H, W, 3)`` (uint8, or float already in [0, 255]), or a list mixing paths and single-image arrays.
+    """
+    import tensorflow as tf
+
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    if isinstance(images, (str, os.PathLike)):
+        items = [images]
+    elif isinstance(images, (np.ndarray, tf.Tensor)):
+        array = np.asarray(images)
+        items = list(array) if array.ndim == 4 else [array]
+    elif isinstance(images, Sequence):
+        items = list(images)
+    else:
+        raise TypeError(f"expected image path(s) or arrays, got {type(images).__name__}")
+    out = []
+    for i, item in enumerate(items):
+        if isinstance(item, (str, os.PathLike)):
+            image = load_image(item)
+        else:
+            array = _to_rgb(np.asarray(item), f"image {i}")
+            if array.dtype == bool or not np.issubdtype(array.dtype, np.number):
+                raise TypeError(f"image {i}: expected numeric pixels, got dtype {array.dtype}")
+            if np.issubdtype(array.dtype, np.floating) and array.size and float(np.nanmax(array)) <= 1.0:
+                warnings.warn(
+                    f"image {i} is float with values <= 1; the models expect pixels in [0, 255] (they rescale "
+                    "internally) -- did you divide by 255 already?",
+                    stacklevel=3,
+                )
+            image = tf.convert_to_tensor(array)
+        image = tf.image.resize(tf.cast(image, tf.float32), size, method="bilinear")
+        out.append(image.numpy())
+    if not out:
+        return np.zeros((0, *size, 3), np.float32)
+    return np.stack(out).astype(np.float32)
+
+
+class LiteRTPredictor:
+    """Top-k class predictions from an exported ``.tflite`` MobileViT, for image files or pixel arrays.
+
+    Works with every export kind (float32, dynamic, float16, int8 with uint8 input): the runner quantizes
+    the input and dequantizes the output as the model requires.
+
+    Args:
+        tflite_path: the exported model.
+        class_names: one name per output class, in the model's class order.
+        num_threads: interpreter threads (``None``: the runtime's default).
+    """
+
+    def __init__(self, tflite_path: str | os.PathLike, class_names: Sequence[str], num_threads: int | None = None):
+        self.runner = LiteRTRunner(tflite_path, num_threads=num_threads)
+        self.class_names = [str(name) for name in class_names]
+        if len(self.class_names) != self.runner.num_classes:
+            raise ValueError(
+                f"{len(self.class_names)} class names given, but the model has {self.runner.num_classes} outputs"
+            )
+        self.image_size = self.runner.image_size
+
+    def predict_proba(self, images) -> np.ndarray:
+        """Class probabilities ``(N, num_classes)`` for paths/arrays (see :func:`preprocess_images`)."""
+        return self.runner(preprocess_images(images, self.image_size))
+
+    def predict(self, images, top_k: int = 3) -> list[list[tuple[str, float]]]:
+        """For each image (always a list, even for one image), its ``top_k`` ``(class_name, probability)``
+        pairs, most probable first."""
+        if not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+        probs = self.predict_proba(images)
+        k = min(top_k, probs.shape[1])
+        results = []
+        for row in probs:
+            order = np.argsort(-row, kind="stable")[:k]
+            results.append([(self.class_names[j], float(row[j])) for j in order])
+        return results

@@ -1,0 +1,216 @@
+# %% [markdown]
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/mobilevit-keras/mobilevit-teaching/blob/main/notebooks/01_building_blocks.ipynb)
+#
+# # 01 · Building blocks
+#
+# MobileViT (Mehta & Rastegari, [arXiv 2110.02178](https://arxiv.org/abs/2110.02178)) is assembled from
+# four blocks: a strided convolution, the MobileNetV2 inverted residual ("MV2"), a transformer encoder
+# layer, and the MobileViT block that puts transformers between convolutions. This notebook builds each
+# one from `mvlib.blocks` and prints what it does to a tensor and what it costs in weights.
+#
+# Every block exists twice in `mvlib.blocks`, on purpose:
+#
+# * the **paper's** blocks (Apple's ml-cvnets), which the `"xxs"`, `"xs"` and `"s"` variants are built
+#   from and which reproduce the reference implementation to float precision;
+# * the **keras-io example's** blocks (variant `"keras-io"`), kept exactly as the example has them,
+#   because that is where most readers come from.
+#
+# Each block is wrapped in a small `keras.Model` (`mvlib.notebook.block_model`) so Keras can report
+# shapes and parameters. Counts are printed as *total (trainable)*: Keras' total includes BatchNorm's
+# moving mean and variance, which PyTorch calls buffers, so the trainable count is the one to compare
+# with the paper. `B` in a shape is the batch axis.
+
+# %% tags=["nbval-ignore-output"]
+# On Colab, install this repository's package first (elsewhere: `pip install -e .` in a clone).
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/mobilevit-keras/mobilevit-teaching"], check=True)
+
+# %%
+import mvlib  # first: selects the TensorFlow backend and keeps TensorFlow's C++ start-up logs out of the cells
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from mvlib import blocks, explain
+from mvlib.model import parameter_counts
+from mvlib.notebook import block_model, block_report, format_table, layer_table
+
+# %% [markdown]
+# ## 1. Convolution block
+#
+# The network opens with a 3x3 stride-2 convolution (the "stem", 3 → 16 channels), and every later
+# convolution in the paper has the same form: **convolution without bias → BatchNorm → SiLU**. The bias
+# would be redundant: BatchNorm subtracts the mean and adds its own learned shift β.
+#
+# The keras-io example's `conv_block` is a plain `Conv2D` *with* bias and a swish activation (swish =
+# SiLU), and no BatchNorm. Same shapes, slightly different parameters: 3·3·3·16 = 432 weights in
+# both, plus 16 biases (keras-io) or 16 γ + 16 β (+ 32 moving statistics) for BatchNorm (paper).
+
+# %%
+stem = block_model(blocks.conv_bn_act, (256, 256, 3), name="stem", filters=16, kernel_size=3, strides=2)
+stem_kerasio = block_model(blocks.kerasio_conv_block, (256, 256, 3), name="stem_kerasio", filters=16, kernel_size=3, strides=2)
+print(layer_table(stem))
+print()
+print(layer_table(stem_kerasio))
+print()
+print(block_report(stem))
+print(block_report(stem_kerasio))
+
+# %% [markdown]
+# The paper's stride-2 convolution has an extra `ZeroPadding2D` layer. Section 3 explains why.
+#
+# ## 2. MobileNetV2 inverted residual (MV2)
+#
+# MV2 is the workhorse of the cheap, high-resolution stages: **1x1 expand** (×t channels; t = 2 for
+# XXS and keras-io, 4 for XS and S) → **3x3 depthwise** (the only spatial mixing; stride 1 or 2) →
+# **1x1 project** back down, *without* an activation (a "linear bottleneck": a nonlinearity on the
+# low-dimensional output would destroy information that the residual path carries). When the block keeps
+# the resolution and the channel count (stride 1, C_in = C_out) the input is added back: that is the
+# residual.
+#
+# Depthwise convolution is what makes the block cheap: 9 weights per channel instead of 9·C. For
+# C = 16 → 32 → 16 that is 16·32 + 9·32 + 32·16 = 1,312 weights, plus 2·(32 + 32 + 16) = 160 BatchNorm
+# γ/β: 1,472 trainable parameters.
+
+# %%
+mv2 = block_model(blocks.inverted_residual, (128, 128, 16), name="mv2_residual", expanded_channels=32, output_channels=16)
+print(layer_table(mv2))
+
+# %% [markdown]
+# Stride 2, or a change of width (here 16 → 24 channels at stride 2, the first block of stage 2), and the
+# `Add` disappears: input and output no longer have the same shape.
+
+# %%
+mv2_down = block_model(blocks.inverted_residual, (128, 128, 16), name="mv2_stride2", expanded_channels=32, output_channels=24, strides=2)
+mv2_kerasio = block_model(blocks.kerasio_inverted_residual_block, (128, 128, 16), name="mv2_residual_kerasio", expanded_channels=32, output_channels=16)
+mv2_down_kerasio = block_model(blocks.kerasio_inverted_residual_block, (128, 128, 16), name="mv2_stride2_kerasio", expanded_channels=32, output_channels=24, strides=2)
+for model in (mv2, mv2_down, mv2_kerasio, mv2_down_kerasio):
+    has_add = any(layer.name.endswith("_add") for layer in model.layers)
+    print(f"{block_report(model)}, residual: {has_add}")
+
+# %% [markdown]
+# The keras-io MV2 block has the same weights as the paper's; it differs in BatchNorm's hyperparameters
+# (Keras defaults: momentum 0.99, ε = 1e-3, against the paper's 0.9 and 1e-5) and in how it pads a
+# stride-2 depthwise convolution.
+#
+# ## 3. Stride-2 padding: symmetric (paper) vs `correct_pad` (keras-io)
+#
+# A 3x3 stride-2 convolution on an even-sized map needs one row and one column of padding in total.
+# PyTorch (and so ml-cvnets, whose weights we load) pads **one pixel on every side** (`padding=1`), so
+# output pixel *i* is centred on input pixel 2i. TensorFlow's `padding="same"` and keras-applications'
+# `correct_pad` (which the keras-io example copies) pad **only bottom and right**, so output pixel *i* is
+# centred on input pixel 2i + 1. The sampling grid moves by one pixel at each of the five stride-2 layers
+# of the network: harmless when training from scratch, but Apple's pretrained weights only reproduce
+# their logits with the padding they were trained with. That is why the paper blocks pad explicitly with
+# `ZeroPadding2D(1)` followed by a `"valid"` convolution.
+#
+# We do not have to take this on trust. Feed each stride-2 MV2 block an 8x8 map that is zero except for
+# one pixel and see which output pixels respond; doing that for every input pixel gives the window each
+# output pixel reads (`mvlib.explain.impulse_windows`; BatchNorm at its initial state and no biases
+# keep zeros at zero).
+
+# %%
+pad_paper = block_model(blocks.inverted_residual, (8, 8, 4), name="paper", expanded_channels=8, output_channels=4, strides=2)
+pad_kerasio = block_model(blocks.kerasio_inverted_residual_block, (8, 8, 4), name="kerasio", expanded_channels=8, output_channels=4, strides=2)
+windows = {
+    "paper: symmetric padding": explain.impulse_windows(pad_paper),
+    "keras-io: correct_pad": explain.impulse_windows(pad_kerasio),
+}
+pads = {"paper: symmetric padding": ((1, 1), (1, 1)), "keras-io: correct_pad": blocks.correct_pad(np.zeros((1, 8, 8, 8)), 3)}
+print(format_table(["block", "padding (top, bottom), (left, right)", "input rows read by output rows 0..3"], [[k, str(pads[k]), str(explain.rows_read(w))] for k, w in windows.items()]))
+
+# %%
+explain.plot_stride2_windows(windows, pads)
+plt.show()
+
+# %% [markdown]
+# Grey cells are padding, dots the centres of the 4x4 output pixels, boxes the windows of the first and
+# last output pixel. Both conventions read every input pixel; they disagree on *which* pixels are centres.
+#
+# ## 4. Transformer layer
+#
+# The paper's transformer is a standard **pre-norm** encoder layer on a sequence of N tokens of width d:
+#
+# x ← x + Dropout(MHA(LayerNorm(x))),  x ← x + Dropout(FFN(LayerNorm(x))),  FFN = Dense(2d, SiLU) → Dense(d).
+#
+# In XXS's first MobileViT stage, d = 64 with 4 heads of width 16, and the layer sees the 32x32 map as
+# 4 sequences of N = 256 tokens (notebook 02 explains which 4). Parameters: attention 4·(d² + d) (Q, K,
+# V and output projections with biases), FFN d·2d + 2d + 2d·d + d, two LayerNorms 2·2d; for d = 64:
+# 16,640 + 16,576 + 256 = 33,472.
+
+# %%
+transformer = block_model(blocks.transformer_layer, (256, 64), name="transformer", num_heads=4, ffn_dim=128, dropout=0.05)
+print(layer_table(transformer))
+print()
+print(block_report(transformer))
+d = 64
+print(f"by hand: {4 * (d * d + d) + (d * 2 * d + 2 * d) + (2 * d * d + d) + 2 * 2 * d:,}")
+
+# %% [markdown]
+# The keras-io example's transformer block takes the map as one 4-D tensor (B, 4, N, d) and uses 2 heads
+# with `key_dim = d` each: every projection is 2d wide instead of d, so its attention has about twice
+# the parameters. Its FFN applies swish after *both* Dense layers and dropout after each; attention has
+# dropout 0.1 on its weights, and LayerNorm uses ε = 1e-6.
+
+# %%
+transformer_kerasio = block_model(blocks.kerasio_transformer_block, (4, 256, 64), name="transformer_kerasio", depth=1, projection_dim=64, num_heads=2)
+print(layer_table(transformer_kerasio))
+print()
+print(block_report(transformer_kerasio))
+
+# %% [markdown]
+# ## 5. MobileViT block
+#
+# The MobileViT block processes a C-channel map at full resolution and returns C channels:
+#
+# 1. **local representation**: 3x3 conv C → C (BN, SiLU), then a plain 1x1 projection C → d;
+# 2. **global representation**: *unfold* the H×W×d map into P = 4 sequences of N = HW/4 tokens, run L
+#    transformer layers, a final LayerNorm, and *fold* back to H×W×d;
+# 3. **fusion**: 1x1 conv d → C (BN, SiLU), concatenate with the block's input (2C channels), 3x3 conv
+#    2C → C (BN, SiLU).
+#
+# The 3x3 convolution gives every token its neighbourhood; attention then connects tokens across the
+# whole map. After one block, every output pixel depends on every input pixel, at the price of attention
+# over N = HW/4 tokens rather than HW. Here is XXS's first MobileViT block (C = 48, d = 64, L = 2) on its
+# 32x32 input:
+
+# %%
+mvit = block_model(blocks.mobilevit_block, (32, 32, 48), name="mvit", dim=64, depth=2, num_heads=4, dropout=0.05)
+print(layer_table(mvit))
+
+# %% [markdown]
+# `Unfold` stacks the 4 sequences into the batch axis (B·4, 256, 64), so Keras' `MultiHeadAttention`, with
+# its default `attention_axes`, attends within each sequence only. The keras-io block differs in three
+# ways that show up in its summary: its 1x1 projection has a bias and an activation, its "unfold" is a
+# `Reshape` to (B, 4, 256, 64) over which attention runs *globally* (notebook 02), and it returns d = 64
+# channels instead of C = 48, because its fusion convolution outputs `projection_dim`.
+
+# %%
+mvit_kerasio = block_model(blocks.kerasio_mobilevit_block, (32, 32, 48), name="mvit_kerasio", num_blocks=2, projection_dim=64, num_heads=2)
+print(layer_table(mvit_kerasio))
+
+# %% [markdown]
+# ## 6. Side by side
+
+# %%
+pairs = [
+    ("conv block (stem)", stem, stem_kerasio),
+    ("MV2, residual", mv2, mv2_kerasio),
+    ("MV2, stride 2", mv2_down, mv2_down_kerasio),
+    ("transformer layer", transformer, transformer_kerasio),
+    ("MobileViT block (L = 2)", mvit, mvit_kerasio),
+]
+rows = []
+for label, paper, kerasio in pairs:
+    counts = ["{:,} ({:,})".format(*parameter_counts(m)) for m in (paper, kerasio)]
+    rows.append([label, str(paper.output.shape[1:]), counts[0], str(kerasio.output.shape[1:]), counts[1]])
+print(format_table(["block", "paper output", "paper params", "keras-io output", "keras-io params"], rows, align="llrlr"))
+
+# %% [markdown]
+# The blocks' weights are close; what differs is *how* they compute: padding, normalisation, and above all
+# how the transformer sees the map. Notebook 02 looks at that last point with pictures; notebook 03
+# assembles the blocks into the full networks and counts their parameters and MACs stage by stage.
