@@ -13,8 +13,9 @@ Each epoch ends by writing a new checkpoint file and *then* atomically replacing
 then is the previous checkpoint deleted. A ``kill -9`` at any moment therefore leaves a state that
 names a complete checkpoint, and re-running the same command resumes from the last finished epoch.
 
-The training stream is a function of (seed, epoch): epoch ``e`` shuffles and augments with seeds
-derived from ``e``, so a resumed run sees exactly the batches an uninterrupted run would have seen.
+The training stream and the dropout masks are functions of (seed, epoch): epoch ``e`` shuffles,
+augments and drops with seeds derived from ``e``, so a resumed run computes exactly what an
+uninterrupted run would have computed.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from mvlib.model import create_mobilevit
@@ -160,6 +162,26 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+class EpochSeeder(keras.callbacks.Callback):
+    """Reseeds every dropout RNG from (seed, epoch) when an epoch begins.
+
+    Keras does not save ``SeedGenerator`` states in a ``.keras`` file, so a resumed run would draw
+    different dropout masks than an uninterrupted one. Deriving them from the epoch number instead
+    makes epoch ``e`` identical however the run got there (like the data stream).
+    """
+
+    def __init__(self, seed: int):
+        super().__init__()
+        self.seed = seed
+
+    def on_epoch_begin(self, epoch, logs=None):
+        generators = [sg for layer in self.model._flatten_layers() for sg in getattr(layer, "_seed_generators", ())]
+        for i, generator in enumerate(generators):
+            state = generator.state
+            value = np.array([(self.seed * 1_000_003 + epoch * 1009 + i) % 2**31, 0])
+            state.assign(value.astype(keras.backend.standardize_dtype(state.dtype)))
+
+
 class EpochCommitter(keras.callbacks.Callback):
     """Commits every finished epoch to the run folder and keeps the best weights."""
 
@@ -235,17 +257,21 @@ def train(
                 "data_source": data.source}
     state = run.load_state()
     run.path.mkdir(parents=True, exist_ok=True)
+    if state is not None:
+        _check_same_run(run, state["settings"], settings)
+    keras.utils.set_random_seed(seed)
     with strategy.scope():
+        kwargs = {"bn_momentum": recipe.bn_momentum} if recipe.bn_momentum else {}
+        model = create_mobilevit(variant, len(data.class_names), image_size, **kwargs)
+        compile_model(model, recipe, steps)
         if state is not None:
-            _check_same_run(run, state["settings"], settings)
-            model = keras.saving.load_model(run.checkpoint_path(state["epoch"]))
+            # Not keras.saving.load_model: a deserialised AdamW forgets exclude_from_weight_decay and
+            # would decay biases and norms after a resume. Restore weights + optimizer state instead.
+            model.optimizer.build(model.trainable_variables)
+            model.load_weights(run.checkpoint_path(state["epoch"]))
         else:
-            keras.utils.set_random_seed(seed)
-            kwargs = {"bn_momentum": recipe.bn_momentum} if recipe.bn_momentum else {}
-            model = create_mobilevit(variant, len(data.class_names), image_size, **kwargs)
             if initial_weights:
                 model.load_weights(initial_weights)
-            compile_model(model, recipe, steps)
             state = {"settings": settings, "epoch": 0, "history": [], "best_val_accuracy": -1.0, "best_epoch": 0}
     resumed_from = state["epoch"]
     if resumed_from < recipe.epochs:
@@ -259,7 +285,7 @@ def train(
             initial_epoch=resumed_from,
             steps_per_epoch=steps,
             validation_data=data.val,
-            callbacks=[EpochCommitter(run, state), *callbacks],
+            callbacks=[EpochSeeder(seed), EpochCommitter(run, state), *callbacks],
             shuffle=False,  # the stream is already shuffled, per epoch, reproducibly
             verbose=verbose,
         )
