@@ -162,6 +162,14 @@ def cmd_run(args) -> None:
                                      "calibration_images": 200, "check_images": 128}))
 
 
+def _default_run() -> str:
+    """The local run when there is one, else the trained weights shipped with the package."""
+    return "runs/xxs-improved" if Path("runs/xxs-improved/state.json").exists() else "pretrained"
+
+
+RUN_HELP = "a run folder, or 'pretrained' for the shipped xxs weights (default: runs/xxs-improved if it exists)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mvlib", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -198,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a trained run")
-    p.add_argument("--run-dir", default="runs/xxs-improved")
+    p.add_argument("--run-dir", default=_default_run(), help=RUN_HELP)
     p.add_argument("--weights", help="a .weights.h5 file; default: the run's best.weights.h5")
     p.add_argument("--out", help="output folder (default: the run folder)")
     data_args(p)
@@ -206,13 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="top-k classes of image files")
     p.add_argument("images", nargs="+")
-    p.add_argument("--run-dir", default="runs/xxs-improved")
+    p.add_argument("--run-dir", default=_default_run(), help=RUN_HELP)
     p.add_argument("--weights", help="a .weights.h5 file; default: the run's best.weights.h5")
     p.add_argument("-k", "--top-k", type=int, default=3)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="LiteRT exports (float32, dynamic, float16, int8), each parity-checked")
-    p.add_argument("--run-dir", default="runs/xxs-improved")
+    p.add_argument("--run-dir", default=_default_run(), help=RUN_HELP)
     p.add_argument("--weights", help="a .weights.h5 file; default: the run's best.weights.h5")
     p.add_argument("--kinds", nargs="+", choices=["float32", "dynamic", "float16", "int8"])
     p.add_argument("--out", help="default: artifacts/<run folder name>")
@@ -222,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("measure", help="size / accuracy / agreement / latency table of the exports")
-    p.add_argument("--run-dir", default="runs/xxs-improved")
+    p.add_argument("--run-dir", default=_default_run(), help=RUN_HELP)
     p.add_argument("--weights")
     p.add_argument("--exports", help="folder of .tflite files (default: artifacts/<run folder name>)")
     p.add_argument("--baseline-run", default="runs/keras-io-keras-io", help="a keras-io run folder, if trained")

@@ -312,7 +312,17 @@ def _check_same_run(run: RunFolder, saved: dict, wanted: dict) -> None:
 
 
 def load_trained(run_dir: str | os.PathLike, weights: str | os.PathLike | None = None) -> tuple[keras.Model, dict]:
-    """The model of a run folder with its best weights (or ``weights``), plus the run's settings."""
+    """The model of a run folder with its best weights (or ``weights``), plus the run's settings.
+
+    ``run_dir="pretrained"`` gives the weights shipped in the package (:mod:`mvlib.pretrained`).
+    """
+    if str(run_dir) == "pretrained" and not Path(run_dir).exists():
+        from mvlib.pretrained import load_pretrained
+
+        model, info = load_pretrained()
+        if weights:
+            model.load_weights(weights)
+        return model, info["settings"]
     run = RunFolder(run_dir)
     state = run.load_state()
     if state is None:
