@@ -162,6 +162,13 @@ def cmd_run(args) -> None:
                                      "calibration_images": 200, "check_images": 128}))
 
 
+def cmd_bench(args) -> None:
+    from mvlib.bench import run_from_args
+
+    args.command_line = "python -m mvlib " + " ".join(sys.argv[1:])
+    run_from_args(args)
+
+
 def _default_run() -> str:
     """The local run when there is one, else the trained weights shipped with the package."""
     return "runs/xxs-improved" if Path("runs/xxs-improved/state.json").exists() else "pretrained"
@@ -238,6 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="table path without suffix (default: <exports>/measurements)")
     data_args(p)
     p.set_defaults(func=cmd_measure)
+
+    from mvlib.bench import add_bench_arguments  # imports no TensorFlow
+
+    p = add_bench_arguments(sub.add_parser("bench", help="side-by-side speed and memory benchmark (issue #6)"))
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("run", help="the main job: train (resuming) -> evaluate -> export")
     train_args(p)

@@ -60,7 +60,7 @@ RECIPES: dict[str, Recipe] = {
     # decay as in ml-cvnets, stronger augmentation, and BatchNorm momentum 0.9 (PyTorch's 0.1) so the
     # moving statistics follow the weights within an epoch (see notebook 04 for the 19% plateau).
     # The paper's peak lr 2e-3 is for batch 1024; at batch 64 it diverged here (train accuracy fell
-    # from 64% to 42% over epochs 6-11, weights/xxs-lr2e-3-diverged.csv), hence 1e-3 and clipping.
+    # from 64% to 42% over epochs 6-11, mvlib/pretrained/logs/xxs-lr2e-3-diverged.csv), hence 1e-3 and clipping.
     "improved": Recipe(
         "improved", "adamw", 1e-3, 60, warmup_epochs=2, min_lr_ratio=0.01, weight_decay=0.05,
         augment="inception", bn_momentum=0.9, clipnorm=1.0,
