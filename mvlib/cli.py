@@ -59,7 +59,11 @@ def cmd_train(args) -> None:
                    steps_per_epoch=args.steps_per_epoch)
     print(result.summary())
     if not args.no_evaluate:
-        _evaluate_and_save(result.model, data, run_dir)
+        # The weights that `evaluate`, `export` and `publish` use: the best epoch's, not the last one's.
+        from mvlib.train import load_trained
+
+        print("evaluating the best epoch's weights (best.weights.h5)")
+        _evaluate_and_save(load_trained(run_dir)[0], data, run_dir)
 
 
 def cmd_evaluate(args) -> None:
@@ -116,7 +120,7 @@ def cmd_export(args) -> None:
 
 def cmd_measure(args) -> None:
     """One table for every export in --exports, beside the keras-io model's dynamic-range export."""
-    from mvlib.export import export_litert, format_markdown, measure_exports
+    from mvlib.export import BASELINE_FILE, format_markdown, measure_with_baseline
     from mvlib.model import create_mobilevit
     from mvlib.train import load_trained
 
@@ -124,11 +128,9 @@ def cmd_measure(args) -> None:
     args.image_size = settings["image_size"]
     data = _load_data(args, augment=False, shuffle=False)
     exports = Path(args.exports or Path("artifacts") / Path(args.run_dir).name)
-    files = sorted(exports.glob("*.tflite"))
+    files = sorted(p for p in exports.glob("*.tflite") if p.name != BASELINE_FILE)
     if not files:
         raise FileNotFoundError(f"no .tflite files in {exports}; run `python -m mvlib export` first")
-    kw = dict(data=data.val, runs=args.runs, threads=(1, 2))
-    rows = measure_exports(files, model=model, **kw)
     # The baseline: the keras-io model, trained if a keras-io run exists, exported the example's way (dynamic range).
     baseline_run = Path(args.baseline_run)
     if (baseline_run / "state.json").exists():
@@ -137,18 +139,9 @@ def cmd_measure(args) -> None:
     else:
         baseline = create_mobilevit("keras-io", len(data.class_names), settings["image_size"])
         label = "keras-io (untrained: latency and size only)"
-    path = exports / "keras-io_dynamic.tflite"
-    export_litert(baseline, path, "dynamic", check_images=_images(data.val, 32), min_agreement=0.0)
-    base_rows = measure_exports([path], model=baseline, **kw)
-    for row in base_rows:
-        row["file"] = f"{row['file']} ({label})"
-    rows += base_rows
-    ref = base_rows[-1]["latency_1t_median_ms"]
-    for row in rows:
-        row["latency_vs_kerasio_dynamic"] = row["latency_1t_median_ms"] / ref if row.get("latency_1t_median_ms") else None
     out = Path(args.out or exports / "measurements")
-    out.with_suffix(".md").write_text(format_markdown(rows) + "\n")
-    out.with_suffix(".json").write_text(json.dumps({"command": " ".join(sys.argv), "rows": rows}, indent=1))
+    rows = measure_with_baseline(files, model, baseline, data=data.val, baseline_label=label, runs=args.runs,
+                                 check_images=_images(data.val, 32), output=out, settings={"command": " ".join(sys.argv)})
     print(format_markdown(rows))
     print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
 

@@ -1,4 +1,4 @@
-"""What the explanatory figures of notebooks 01-02 show, computed from the library's own functions.
+"""What the explanatory figures of notebooks 01-02 and 04 show, computed from the library's own functions.
 
 * ``sequence_index_map`` / ``sequences_as_images``: which pixels form each of the P sequences, obtained
   by pushing a pixel-index image (or a picture) through ``mvlib.unfold.unfold`` or ``raster_reshape``;
@@ -6,10 +6,21 @@
 * ``impulse_windows``: which input pixels each output pixel of a (strided) block reads, found by feeding
   the block one impulse per input pixel -- used to compare symmetric and ``correct_pad`` padding;
 * ``plot_*``: the matching matplotlib figures (each returns the Figure; the notebooks call ``plt.show()``).
+
+Training (notebook 04):
+
+* ``recipe_table`` / ``learning_rate_curve``: the recipes side by side and their learning-rate schedules;
+* ``augmentation_draws``, ``examples_per_class``, ``class_counts``, ``images_at``: looking at the data;
+* ``StopAfterEpoch``: a callback that ends ``fit`` after a given epoch, standing in for an interruption;
+* ``lag_batchnorm_statistics``: a copy of a model whose BatchNorm moving statistics lag behind its
+  weights, as they do after a few hundred steps at momentum 0.99 -- the keras-io run's 19% plateau.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
+import keras
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import ListedColormap
@@ -34,6 +45,16 @@ __all__ = [
     "plot_stride2_windows",
     "plot_attention_cost",
     "plot_stage_macs",
+    "recipe_table",
+    "learning_rate_curve",
+    "plot_learning_rates",
+    "augmentation_draws",
+    "examples_per_class",
+    "class_counts",
+    "images_at",
+    "StopAfterEpoch",
+    "lag_batchnorm_statistics",
+    "plot_prediction_counts",
 ]
 
 
@@ -265,5 +286,170 @@ def plot_stage_macs(summaries: dict, size: tuple = (8.5, 3.6)):
     ax.set_xlim(0, bottom.max() * 1.15)
     ax.invert_yaxis()
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="stage", title_fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# --- training (notebook 04) ------------------------------------------------------------------------------
+
+
+def _setting(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def recipe_table(recipes: dict) -> str:
+    """The recipes side by side: one row per :class:`mvlib.train.Recipe` field, one column per recipe."""
+    from mvlib.notebook import format_table
+
+    fields = [f.name for f in dataclasses.fields(next(iter(recipes.values()))) if f.name != "name"]
+    rows = [[field] + [_setting(getattr(r, field)) for r in recipes.values()] for field in fields]
+    return format_table(["setting", *recipes], rows, align="l" * (len(recipes) + 1))
+
+
+def learning_rate_curve(recipe, steps_per_epoch: int):
+    """``(epochs, lrs)``: the learning rate the recipe's optimizer uses at every step, ``epochs`` in
+    fractional epochs (step / steps_per_epoch), read from :func:`mvlib.train.make_optimizer` itself."""
+    from mvlib.train import make_optimizer
+
+    optimizer = make_optimizer(recipe, steps_per_epoch)
+    steps = np.arange(recipe.epochs * steps_per_epoch + 1)
+    lrs = []
+    for step in steps:
+        optimizer.iterations.assign(int(step))
+        lrs.append(float(keras.ops.convert_to_numpy(optimizer.learning_rate)))
+    return steps / steps_per_epoch, np.array(lrs)
+
+
+def plot_learning_rates(curves: dict, size: tuple = (7.0, 3.2)):
+    """``curves``: ``{label: (epochs, learning rates)}`` (from :func:`learning_rate_curve` or a run's log)."""
+    fig, ax = plt.subplots(figsize=size)
+    for label, (x, y) in curves.items():
+        ax.plot(x, y, label=label, marker="o" if len(x) < 40 else None, markersize=3)
+    ax.set(xlabel="epoch", ylabel="learning rate", title="learning-rate schedules")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def augmentation_draws(image, mode: str, draws: int, image_size: int = 256, seed: int = 0) -> list[np.ndarray]:
+    """``draws`` training views of one cached image (``image_size + 24`` square for the pipelines) under
+    ``mvlib.data.augment_image(..., mode, ...)``: draw ``i`` uses the stateless seed ``(seed, i)``."""
+    import tensorflow as tf
+
+    from mvlib.data import augment_image
+
+    image = tf.convert_to_tensor(image)
+    return [augment_image(image, image_size, mode, tf.constant([seed, i], tf.int64)).numpy() for i in range(draws)]
+
+
+def examples_per_class(dataset, num_classes: int, per_class: int):
+    """``(images, labels)``: the first ``per_class`` images of every class in a dataset of
+    ``(images, one-hot labels)`` batches, in round-robin order (example 0 of each class, then example 1,
+    ...), so a grid with ``num_classes`` columns shows one class per column. Stops reading once it has them."""
+    found: dict[int, list] = {c: [] for c in range(num_classes)}
+    for images, one_hot in dataset:
+        for image, label in zip(np.asarray(images), np.asarray(one_hot).argmax(axis=1)):
+            if len(found[int(label)]) < per_class:
+                found[int(label)].append(image)
+        if all(len(v) == per_class for v in found.values()):
+            break
+    images, labels = [], []
+    for i in range(per_class):
+        for c in range(num_classes):
+            if i < len(found[c]):
+                images.append(found[c][i])
+                labels.append(c)
+    return np.stack(images), np.array(labels)
+
+
+def class_counts(dataset, num_classes: int) -> np.ndarray:
+    """How many examples of each class a dataset of ``(images, one-hot labels)`` batches holds (one pass)."""
+    counts = np.zeros(num_classes, int)
+    for _, one_hot in dataset:
+        counts += np.bincount(np.asarray(one_hot).argmax(axis=1), minlength=num_classes)
+    return counts
+
+
+def images_at(dataset, indices) -> np.ndarray:
+    """The images at positions ``indices`` (in dataset order, as in ``Evaluation``) of a batched dataset."""
+    wanted = {int(i): k for k, i in enumerate(indices)}
+    out = [None] * len(wanted)
+    start = 0
+    for images, _ in dataset:
+        images = np.asarray(images)
+        for i in range(start, start + len(images)):
+            if i in wanted:
+                out[wanted[i]] = images[i - start]
+        start += len(images)
+        if all(x is not None for x in out):
+            break
+    missing = [i for i, k in wanted.items() if out[k] is None]
+    if missing:
+        raise IndexError(f"the dataset has {start} images; no image at {missing}")
+    return np.stack(out) if out else np.zeros((0,))
+
+
+class StopAfterEpoch(keras.callbacks.Callback):
+    """Ends ``fit`` after epoch ``epoch`` (1-based) has finished: a gentle stand-in for a kill, to show
+    that ``mvlib.train.train`` picks up where a run stopped."""
+
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 >= self.epoch:
+            self.model.stop_training = True
+
+
+def lag_batchnorm_statistics(model: keras.Model, keep: float) -> keras.Model:
+    """A copy of ``model`` whose BatchNorm moving statistics still hold ``keep`` of their initial values.
+
+    Every BatchNormalization layer's moving mean and variance become
+    ``keep * initial + (1 - keep) * trained`` (initial: the layer's initializers, mean 0 and variance 1);
+    all other weights are copied unchanged and ``model`` itself is not modified. An exponential moving
+    average with momentum ``m`` keeps ``m**n`` of its starting value after ``n`` updates, so
+    ``keep = 0.99**52`` is what is left after one 52-step epoch at Keras' default momentum. (It models the
+    averages as if every batch had produced the final statistics; in a real run those move too.)
+    """
+    if not 0.0 <= keep <= 1.0:
+        raise ValueError(f"keep must be in [0, 1], got {keep!r}")
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    for layer in clone.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            for variable, initializer in (
+                (layer.moving_mean, layer.moving_mean_initializer),
+                (layer.moving_variance, layer.moving_variance_initializer),
+            ):
+                initial = keras.ops.convert_to_numpy(initializer(variable.shape, variable.dtype))
+                trained = keras.ops.convert_to_numpy(variable)
+                variable.assign((keep * initial + (1.0 - keep) * trained).astype(trained.dtype))
+    return clone
+
+
+def plot_prediction_counts(evaluations: dict, size: tuple = (8.5, 3.2)):
+    """Grouped bars: how often each class is predicted, per ``{label: mvlib.evaluate.Evaluation}``, with
+    the true class counts of the first evaluation as outlines; the legend gives each one's accuracy."""
+    labels = list(evaluations)
+    first = evaluations[labels[0]]
+    names = first.class_names
+    x = np.arange(len(names))
+    width = 0.8 / len(labels)
+    fig, ax = plt.subplots(figsize=size)
+    for k, label in enumerate(labels):
+        e = evaluations[label]
+        counts = np.bincount(e.predictions, minlength=len(names))
+        ax.bar(x + (k - (len(labels) - 1) / 2) * width, counts, width, label=f"{label}: top-1 {e.accuracy:.1%}")
+    ax.bar(x, np.bincount(first.labels, minlength=len(names)), 0.85, fill=False, edgecolor="black",
+           linestyle="--", label="true class counts")
+    ax.set_xticks(x, names)
+    ax.set_ylabel("images predicted as")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

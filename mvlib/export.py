@@ -34,16 +34,20 @@ Every export is written to a temporary file next to ``path``, run through :func:
 the Keras model, and moved into place only if it passes; otherwise the temporary file is deleted and
 :class:`ExportCheckError` (carrying the :class:`ParityReport`) is raised.
 
-Measurement helpers: :func:`measure_latency` (one file, median/p90 ms of ``invoke``) and
+Measurement helpers: :func:`measure_latency` (one file, median/p90 ms of ``invoke``),
 :func:`measure_exports` (a table -- size, validation top-1, agreement with Keras, latency with 1 and 2
-threads -- as markdown and JSON).
+threads -- as markdown and JSON) and :func:`measure_with_baseline` (the same beside the keras-io model's
+dynamic-range export, with a latency-ratio column: what ``python -m mvlib measure`` and notebook 05 show);
+:func:`check_targets` holds the int8 row against :data:`TARGETS`.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import json
+import logging
 import os
 import platform
 import tempfile
@@ -55,7 +59,7 @@ from pathlib import Path
 import numpy as np
 
 import mvlib  # noqa: F401  (TensorFlow backend, quiet TF start-up)
-from mvlib.predict import LiteRTRunner
+from mvlib.predict import LiteRTRunner, native_stderr_captured
 
 __all__ = [
     "KINDS",
@@ -70,7 +74,11 @@ __all__ = [
     "list_ops",
     "measure_latency",
     "measure_exports",
+    "measure_with_baseline",
+    "write_measurements",
     "format_markdown",
+    "TARGETS",
+    "check_targets",
     "synthetic_images",
 ]
 
@@ -371,6 +379,18 @@ def check_parity(
 # --------------------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _tf_info_logs_muted():
+    """Keep TensorFlow's Python INFO records ("Assets written to: /tmp/...") out of notebook cells."""
+    logger = logging.getLogger("tensorflow")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _write_saved_model(model, directory: str, batch_size: int | None) -> None:
     """Keras 3's own SavedModel writer (what ``model.export(format="tf_saved_model")`` does), inference mode."""
     import tensorflow as tf
@@ -384,7 +404,8 @@ def _write_saved_model(model, directory: str, batch_size: int | None) -> None:
         functools.partial(model.__call__, training=False),
         input_signature=[tf.TensorSpec((batch_size, height, width, 3), tf.float32, name="image")],
     )
-    archive.write_out(directory, verbose=False)
+    with _tf_info_logs_muted():
+        archive.write_out(directory, verbose=False)
 
 
 def _calibration_dataset(images, size: tuple[int, int], limit: int):
@@ -415,7 +436,8 @@ def _convert(saved_model_dir: str, kind: str, *, representative=None, allow_flex
         ops.append(tf.lite.OpsSet.SELECT_TF_OPS)
     converter.target_spec.supported_ops = ops
     try:
-        return converter.convert()
+        with native_stderr_captured():  # the int8 converter prints its settings ("fully_quantize: 0, ...") to fd 2
+            return converter.convert()
     except Exception as e:  # ConverterError and friends
         hint = "" if allow_flex else " (if it names ops outside the TFLite builtins, allow_flex=True adds Flex/Select TF ops)"
         raise ExportError(f"LiteRT conversion ({kind}) failed{hint}: {e}") from e
@@ -597,10 +619,12 @@ def export_seed_recipe(model, path: str | os.PathLike, *, check_images=None) -> 
     path = Path(path)
     _, check_pixels, source = _prepare_images(model, "dynamic", None, check_images, 0)
     with tempfile.TemporaryDirectory(prefix="mvlib_seed_") as tmp:
-        tf.saved_model.save(model, tmp)
+        with _tf_info_logs_muted():
+            tf.saved_model.save(model, tmp)
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        tflite = converter.convert()
+        with native_stderr_captured():
+            tflite = converter.convert()
     return _check_and_place(
         model, tflite, path, "dynamic", check_pixels, source, max_abs_diff=None, min_agreement=None, started=started
     )
@@ -681,28 +705,8 @@ def _iter_labelled(data, images, labels):
         yield np.asarray(images), None if labels is None else np.asarray(labels)
 
 
-def measure_exports(
-    tflite_paths: Sequence[str | os.PathLike],
-    *,
-    model=None,
-    images=None,
-    labels=None,
-    data=None,
-    output: str | os.PathLike | None = None,
-    threads: Sequence[int] = (1, 2),
-    warmup: int = 10,
-    runs: int = 50,
-    max_images: int | None = None,
-) -> list[dict]:
-    """One row per ``.tflite`` file: size, validation top-1, top-1 agreement with Keras, latency per thread count.
-
-    Data (optional): ``images`` (``(N, H, W, 3)``, [0, 255]) with ``labels`` (class indices or one-hot), or
-    ``data``, an iterable of ``(images, labels)`` batches (e.g. a ``tf.data.Dataset``), iterated once.
-    Images are resized to the model's input size if needed. ``model`` (the Keras model) adds a
-    ``keras`` row and the agreement column. ``output`` (a path without suffix, or ending in
-    ``.md``/``.json``) writes ``output.md`` (the table) and ``output.json`` (rows and settings).
-    """
-    paths = [Path(p) for p in tflite_paths]
+def _measure(paths, model, data, images, labels, threads, warmup, runs, max_images) -> tuple[list[dict], dict]:
+    """The rows of :func:`measure_exports` and the settings they were measured with."""
     runners = [LiteRTRunner(p) for p in paths]
     size = runners[0].image_size if runners else None
     correct = np.zeros(len(paths) + 1, np.int64)
@@ -759,40 +763,209 @@ def measure_exports(
         for key, value in row.items():
             if isinstance(value, np.generic):
                 row[key] = value.item()
+    settings = {"num_images": n_images, "num_labelled": n_labelled, "threads": list(threads), "warmup": warmup, "runs": runs}
+    return rows, settings
+
+
+def _machine() -> dict:
+    return {
+        "machine": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def measure_exports(
+    tflite_paths: Sequence[str | os.PathLike],
+    *,
+    model=None,
+    images=None,
+    labels=None,
+    data=None,
+    output: str | os.PathLike | None = None,
+    threads: Sequence[int] = (1, 2),
+    warmup: int = 10,
+    runs: int = 50,
+    max_images: int | None = None,
+) -> list[dict]:
+    """One row per ``.tflite`` file: size, validation top-1, top-1 agreement with Keras, latency per thread count.
+
+    Data (optional): ``images`` (``(N, H, W, 3)``, [0, 255]) with ``labels`` (class indices or one-hot), or
+    ``data``, an iterable of ``(images, labels)`` batches (e.g. a ``tf.data.Dataset``), iterated once.
+    Images are resized to the model's input size if needed. ``model`` (the Keras model) adds a
+    ``keras`` row and the agreement column. ``output`` (a path without suffix, or ending in
+    ``.md``/``.json``) writes ``output.md`` (the table) and ``output.json`` (rows and settings); see
+    :func:`write_measurements`. :func:`measure_with_baseline` adds the keras-io reference beside them.
+    """
+    paths = [Path(p) for p in tflite_paths]
+    rows, settings = _measure(paths, model, data, images, labels, threads, warmup, runs, max_images)
     if output is not None:
-        out = Path(output)
-        if out.suffix in (".md", ".json"):
-            out = out.with_suffix("")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".md").write_text(format_markdown(rows, threads) + "\n")
-        meta = {
-            "num_images": n_images,
-            "num_labelled": n_labelled,
-            "threads": list(threads),
-            "warmup": warmup,
-            "runs": runs,
-            "machine": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-        }
-        out.with_suffix(".json").write_text(json.dumps({"settings": meta, "rows": rows}, indent=2) + "\n")
+        write_measurements(rows, output, settings, threads)
+    return rows
+
+
+def write_measurements(
+    rows: Sequence[dict], output: str | os.PathLike, settings: dict | None = None, threads: Sequence[int] = (1, 2)
+) -> tuple[Path, Path]:
+    """Write ``output.md`` (:func:`format_markdown`) and ``output.json`` (``{"settings", "rows"}``; the
+    settings get the machine's description added). ``output`` may end in ``.md``/``.json`` or have no suffix.
+    Returns the two paths."""
+    out = Path(output)
+    if out.suffix in (".md", ".json"):
+        out = out.with_suffix("")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    md, js = out.parent / f"{out.name}.md", out.parent / f"{out.name}.json"
+    md.write_text(format_markdown(rows, threads) + "\n")
+    meta = {**(settings or {}), **_machine()}
+    js.write_text(json.dumps({"settings": meta, "rows": list(rows)}, indent=2) + "\n")
+    return md, js
+
+
+#: the baseline's file name, next to the measured exports (see :func:`measure_with_baseline`).
+BASELINE_FILE = "keras-io_dynamic.tflite"
+
+
+def _first_images(data, images, limit: int) -> np.ndarray | None:
+    out, n = [], 0
+    for batch, _ in _iter_labelled(data, images, None):
+        batch = batch[None] if batch.ndim == 3 else batch
+        out.append(batch[: limit - n])
+        n += len(out[-1])
+        if n >= limit:
+            break
+    return np.concatenate(out) if out else None
+
+
+def measure_with_baseline(
+    tflite_paths: Sequence[str | os.PathLike],
+    model,
+    baseline_model,
+    *,
+    data=None,
+    images=None,
+    labels=None,
+    baseline_label: str = "keras-io",
+    baseline_path: str | os.PathLike | None = None,
+    baseline_min_agreement: float | None = 0.0,
+    check_images=None,
+    threads: Sequence[int] = (1, 2),
+    warmup: int = 10,
+    runs: int = 50,
+    max_images: int | None = None,
+    output: str | os.PathLike | None = None,
+    settings: dict | None = None,
+) -> list[dict]:
+    """:func:`measure_exports` for ``tflite_paths`` beside a reference: ``baseline_model`` exported the way
+    the keras-io example ships it (dynamic-range quantization), measured on the same data and machine.
+
+    The baseline is exported (with :func:`export_litert`, kind ``"dynamic"``) to ``baseline_path``
+    (default: :data:`BASELINE_FILE` next to the first measured file; a file of that path among
+    ``tflite_paths`` -- a previous run's baseline -- is replaced, not measured twice). Its check uses
+    ``check_images`` (default: the first 32 measured images) and ``baseline_min_agreement`` (default 0:
+    the baseline may be untrained, when only its size and latency mean something; NaN outputs and wrong
+    shapes are still rejected).
+
+    Returns the rows of :func:`measure_exports` -- the measured files (with a ``keras`` row for ``model``
+    first), then the baseline's (its ``keras`` row and its file, named with ``baseline_label``) -- each with
+    ``"baseline"`` (True for the reference's rows) and ``"latency_vs_baseline"``: its median latency with
+    ``threads[0]`` threads divided by the baseline file's (None for the ``keras`` rows). ``data`` is iterated
+    twice (a one-shot iterator is materialised first). ``output`` writes ``.md`` and ``.json`` (with
+    ``settings`` added, e.g. the command line) via :func:`write_measurements`.
+    """
+    paths = [Path(p) for p in tflite_paths]
+    if not paths:
+        raise ValueError("no .tflite files to measure")
+    baseline_path = Path(baseline_path) if baseline_path is not None else paths[0].parent / BASELINE_FILE
+    paths = [p for p in paths if p.resolve() != baseline_path.resolve()]
+    if data is not None and iter(data) is data:  # a generator: keep its batches for the second pass
+        data = list(data)
+    if check_images is None:
+        check_images = _first_images(data, images, 32)
+    export_litert(baseline_model, baseline_path, "dynamic", check_images=check_images, min_agreement=baseline_min_agreement)
+    rows, measured = _measure(paths, model, data, images, labels, threads, warmup, runs, max_images)
+    base_rows, _ = _measure([baseline_path], baseline_model, data, images, labels, threads, warmup, runs, max_images)
+    for row in rows:
+        row["baseline"] = False
+    for row in base_rows:
+        row["baseline"] = True
+        if row["kind"] != "keras":  # exported as "dynamic" above (a tiny model may have no weight big enough to quantize)
+            row["file"], row["kind"] = f"{row['file']} ({baseline_label})", "dynamic"
+        else:
+            row["file"] = f"(keras) {baseline_label}"
+    key = f"latency_{threads[0]}t_median_ms"
+    reference = base_rows[-1][key]
+    rows += base_rows
+    for row in rows:
+        row["latency_vs_baseline"] = row[key] / reference if row.get(key) is not None and reference else None
+    if output is not None:
+        meta = {**measured, "baseline": {"file": baseline_path.name, "label": baseline_label, "ratio_threads": threads[0]}}
+        write_measurements(rows, output, {**meta, **(settings or {})}, threads)
     return rows
 
 
 def format_markdown(rows: Sequence[dict], threads: Sequence[int] = (1, 2)) -> str:
-    """The :func:`measure_exports` rows as a markdown table."""
+    """The :func:`measure_exports` / :func:`measure_with_baseline` rows as a markdown table (with a
+    latency-ratio column when the rows have one)."""
 
     def fmt(value, spec):
         return "--" if value is None else format(value, spec)
 
+    ratio = any("latency_vs_baseline" in row for row in rows)
     header = ["file", "kind", "size (MB)", "val top-1", "agreement w/ Keras"]
     for t in threads:
         header += [f"{t} thr median (ms)", f"{t} thr p90 (ms)"]
+    if ratio:
+        header.append(f"latency vs baseline ({threads[0]} thr)")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [row["file"], row["kind"], fmt(row["size_mb"], ".2f"), fmt(row["val_top1"], ".3f"), fmt(row["agreement"], ".3f")]
         for t in threads:
             cells += [fmt(row.get(f"latency_{t}t_median_ms"), ".1f"), fmt(row.get(f"latency_{t}t_p90_ms"), ".1f")]
+        if ratio:
+            cells.append(fmt(row.get("latency_vs_baseline"), ".2f") + ("x" if row.get("latency_vs_baseline") is not None else ""))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
+
+# --------------------------------------------------------------------------------------------------
+# Targets
+# --------------------------------------------------------------------------------------------------
+
+#: What the shipped int8 model should achieve (the project's targets for the LiteRT export).
+TARGETS = {
+    "size_mb_max": 1.2,  # int8 file size
+    "top1_drop_points_max": 0.5,  # validation top-1 of the Keras float32 model minus the file's, in points
+    "latency_vs_baseline_max": 0.5,  # median latency (1 thread) / the keras-io dynamic-range export's
+}
+
+
+def check_targets(rows: Sequence[dict], kind: str = "int8", targets: dict = TARGETS) -> list[dict]:
+    """Where the ``kind`` export of :func:`measure_with_baseline` rows stands against ``targets``.
+
+    Returns one dict per target: ``target`` (its statement), ``measured`` (the value, in ``unit``), ``met``
+    (True, False, or None when the rows lack what it needs, e.g. no labels or no baseline). The targets are
+    stated for ``int8``; other kinds can be held against them for comparison. The baseline's rows are never
+    the ones checked.
+    """
+    ours = [r for r in rows if not r.get("baseline")]
+    row = next((r for r in ours if r["kind"] == kind), None)
+    keras_row = next((r for r in ours if r["kind"] == "keras"), None)
+    if row is None:
+        raise ValueError(f"no {kind} export among the rows ({', '.join(r['file'] for r in ours)})")
+    size = row["size_mb"]
+    drop = None
+    if keras_row is not None and keras_row["val_top1"] is not None and row["val_top1"] is not None:
+        drop = 100 * (keras_row["val_top1"] - row["val_top1"])
+    ratio = row.get("latency_vs_baseline")
+
+    def met(value, limit):
+        return None if value is None else bool(value <= limit)
+
+    return [
+        {"target": f"file size <= {targets['size_mb_max']:g} MB", "measured": size, "unit": "MB",
+         "met": met(size, targets["size_mb_max"])},
+        {"target": f"top-1 drop vs Keras float32 <= {targets['top1_drop_points_max']:g} points", "measured": drop,
+         "unit": "points", "met": met(drop, targets["top1_drop_points_max"])},
+        {"target": f"median latency <= {targets['latency_vs_baseline_max']:g}x the keras-io dynamic-range export's", "measured": ratio,
+         "unit": "x", "met": met(ratio, targets["latency_vs_baseline_max"])},
+    ]

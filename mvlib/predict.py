@@ -17,7 +17,10 @@ an app ships), never ``tf.lite.Interpreter``.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,9 +29,40 @@ import numpy as np
 
 import mvlib  # noqa: F401  (TensorFlow backend, quiet TF start-up)
 
-__all__ = ["LiteRTRunner", "LiteRTPredictor", "load_image", "preprocess_images"]
+__all__ = ["LiteRTRunner", "LiteRTPredictor", "load_image", "preprocess_images", "native_stderr_captured"]
 
 _IMAGE_SUFFIXES = "JPEG, PNG, GIF or BMP"
+
+
+@contextlib.contextmanager
+def native_stderr_captured():
+    """Hold back what native (C/C++) code writes to file descriptor 2 inside the block.
+
+    The LiteRT runtime announces "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." and the
+    converter prints its quantization settings straight to fd 2, bypassing Python; in a notebook that text
+    becomes a stderr output of the cell. What was written is dropped when the block succeeds and replayed on
+    ``sys.stderr`` when it raises, so a real failure keeps its native diagnostics.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable fd 2 (some embedded interpreters): nothing to capture
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            text = captured.read().decode(errors="replace")
+            if text.strip():
+                sys.stderr.write(text)
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _interpreter(model: str | os.PathLike | bytes, num_threads: int | None = None):
@@ -67,7 +101,8 @@ class LiteRTRunner:
         self._batch = 1 if self.dynamic_batch else signature[0]
         if self.dynamic_batch:
             self.interpreter.resize_tensor_input(self._input["index"], [1, *self.image_size, 3], strict=False)
-        self.interpreter.allocate_tensors()
+        with native_stderr_captured():  # the XNNPACK delegate's "INFO: Created ..." line
+            self.interpreter.allocate_tensors()
 
     # -- quantization ------------------------------------------------------------------------------
     def quantize_input(self, pixels: np.ndarray) -> np.ndarray:
@@ -93,7 +128,8 @@ class LiteRTRunner:
     def _resize_batch(self, n: int) -> None:
         if n != self._batch:
             self.interpreter.resize_tensor_input(self._input["index"], [n, *self.image_size, 3], strict=False)
-            self.interpreter.allocate_tensors()
+            with native_stderr_captured():
+                self.interpreter.allocate_tensors()
             self._batch = n
 
     def __call__(self, pixels: np.ndarray, *, max_batch: int = 32) -> np.ndarray:
@@ -126,15 +162,17 @@ class LiteRTRunner:
 
 
 def load_image(path: str | os.PathLike):
-    """Decode an image file to a ``uint8`` RGB tensor ``(H, W, 3)``; clear errors for missing/non-image files."""
+    """Decode an image file to a ``uint8`` RGB tensor ``(H, W, 3)`` exactly as the data pipeline does
+    (:func:`mvlib.data.decode_image`); clear errors for missing and non-image files."""
     import tensorflow as tf
+
+    from mvlib.data import decode_image
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such image file: {str(path)!r}")
-    data = tf.io.read_file(str(path))
     try:
-        return tf.io.decode_image(data, channels=3, expand_animations=False)
+        return decode_image(tf.io.read_file(str(path)))
     except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as e:
         raise ValueError(f"{str(path)!r} is not a decodable image ({_IMAGE_SUFFIXES}): {e.message.splitlines()[0]}") from None
 
@@ -156,6 +194,8 @@ def preprocess_images(images, image_size: int | tuple[int, int]) -> np.ndarray:
     ``(N, H, W, 3)`` (uint8, or float already in [0, 255]), or a list mixing paths and single-image arrays.
     """
     import tensorflow as tf
+
+    from mvlib.data import resize_rounded
 
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     if isinstance(images, (str, os.PathLike)):
@@ -182,8 +222,11 @@ def preprocess_images(images, image_size: int | tuple[int, int]) -> np.ndarray:
                     stacklevel=3,
                 )
             image = tf.convert_to_tensor(array)
-        image = tf.image.resize(tf.cast(image, tf.float32), size, method="bilinear")
-        out.append(image.numpy())
+        if tuple(image.shape[:2]) != size:
+            # The evaluation pipeline's resize (bilinear, rounded to uint8), so a photo gets the same pixels
+            # here as in `python -m mvlib evaluate`; images already at the model's size pass unchanged.
+            image = resize_rounded(image, size)
+        out.append(np.asarray(image, np.float32))
     if not out:
         return np.zeros((0, *size, 3), np.float32)
     return np.stack(out).astype(np.float32)

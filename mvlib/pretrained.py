@@ -27,7 +27,7 @@ def pretrained_info(name: str = DEFAULT) -> dict:
     if not (folder / "run.json").is_file():
         raise FileNotFoundError(f"no pretrained weights named {name!r}; available: {', '.join(available()) or 'none'}")
     info = json.loads((folder / "run.json").read_text())
-    info["history"] = _read_csv(folder / "history.csv")
+    info["history"] = read_history(folder / "history.csv")
     info["weights_path"] = str(folder / "model.weights.h5")
     return info
 
@@ -56,12 +56,16 @@ def publish_run(run_dir: str | os.PathLike, name: str = DEFAULT, weights: str | 
     shutil.copyfile(run.path / "history.csv", folder / "history.csv")
     results = {k: state[k] for k in ("epoch", "best_epoch", "best_val_accuracy")}
     results["last_val_accuracy"] = state["history"][-1]["val_accuracy"]
+    if state.get("note"):
+        results["note"] = state["note"]
     results["weights"] = "best epoch (chosen on the validation split)" if weights is None else Path(weights).name
     (folder / "run.json").write_text(json.dumps({"settings": settings, "results": results}, indent=1) + "\n")
     return folder
 
 
-def _read_csv(path: Path) -> list[dict]:
-    lines = path.read_text().split()
+def read_history(path: str | os.PathLike) -> list[dict]:
+    """A run's ``history.csv`` (or a log in ``PRETRAINED_DIR / "logs"``) as one dict per epoch."""
+    lines = Path(path).read_text().split()
     keys = lines[0].split(",")
     return [{k: (int(v) if k == "epoch" else float(v)) for k, v in zip(keys, line.split(","))} for line in lines[1:]]
+

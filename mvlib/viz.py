@@ -53,3 +53,31 @@ def show_images(images, titles=None, columns: int = 6, size: float = 2.0):
             axes.flat[i].set_title(titles[i], fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_exports(rows, threads: int = 1):
+    """Size and latency of each LiteRT export, from the rows of ``mvlib.export.measure_with_baseline`` (or
+    ``measure_exports``): one horizontal bar per file (the Keras rows, which have neither, are left out),
+    the median latency with ``threads`` threads and a whisker to its 90th percentile. Rows marked
+    ``"baseline"`` are drawn in grey, so the reference stands apart."""
+    files = [r for r in rows if r.get("size_mb") is not None]
+    labels = [r["file"].replace(".tflite", "") for r in files]
+    colors = ["0.65" if r.get("baseline") else "C0" for r in files]
+    median = [r.get(f"latency_{threads}t_median_ms") for r in files]
+    p90 = [r.get(f"latency_{threads}t_p90_ms") for r in files]
+    y = np.arange(len(files))[::-1]
+    fig, (ax_size, ax_time) = plt.subplots(1, 2, figsize=(11, 0.45 * len(files) + 1.4), sharey=True)
+    ax_size.barh(y, [r["size_mb"] for r in files], color=colors)
+    for yi, r in zip(y, files):
+        ax_size.text(r["size_mb"], yi, f" {r['size_mb']:.2f}", va="center", fontsize=8)
+    ax_size.set(yticks=y, yticklabels=labels, xlabel="MB", title="file size")
+    if all(m is not None for m in median):
+        err = [[0] * len(files), [max(0.0, (q or m) - m) for m, q in zip(median, p90)]]
+        ax_time.barh(y, median, color=colors, xerr=err, error_kw={"capsize": 3, "elinewidth": 1})
+        for yi, m, q in zip(y, median, p90):
+            ax_time.text(max(m, q or m), yi, f" {m:.0f}", va="center", fontsize=8)
+    ax_time.set(xlabel="ms per image (batch 1)", title=f"latency, {threads} thread{'s' if threads > 1 else ''}: median (whisker: p90)")
+    for ax in (ax_size, ax_time):
+        ax.margins(x=0.18)
+    fig.tight_layout()
+    return fig

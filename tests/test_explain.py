@@ -80,3 +80,98 @@ def test_plots_return_figures():
     for fig, n_axes in figures:
         assert isinstance(fig, plt.Figure) and len(fig.axes) == n_axes
         plt.close(fig)
+
+
+# --- training (notebook 04) ------------------------------------------------------------------------------
+
+
+def bn_model():
+    inputs = keras.Input((4, 4, 3))
+    x = keras.layers.Conv2D(2, 1, name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="head")(x))
+    bn = model.get_layer("bn")
+    bn.moving_mean.assign(np.array([4.0, -2.0], "float32"))
+    bn.moving_variance.assign(np.array([9.0, 0.25], "float32"))
+    return model
+
+
+def test_lag_batchnorm_statistics_blends_initial_and_trained():
+    model = bn_model()
+    lagged = explain.lag_batchnorm_statistics(model, keep=0.25)
+    bn = lagged.get_layer("bn")
+    np.testing.assert_allclose(np.asarray(bn.moving_mean), [3.0, -1.5], rtol=1e-6)  # 0.25 * 0 + 0.75 * trained
+    np.testing.assert_allclose(np.asarray(bn.moving_variance), [7.0, 0.4375], rtol=1e-6)  # 0.25 * 1 + 0.75 * trained
+    np.testing.assert_allclose(np.asarray(model.get_layer("bn").moving_mean), [4.0, -2.0])  # original untouched
+    for name in ("conv", "head"):
+        for a, b in zip(model.get_layer(name).weights, lagged.get_layer(name).weights):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    x = np.random.default_rng(0).normal(size=(2, 4, 4, 3)).astype("float32")
+    same = explain.lag_batchnorm_statistics(model, keep=0.0)
+    np.testing.assert_allclose(np.asarray(same(x, training=False)), np.asarray(model(x, training=False)), rtol=1e-5, atol=1e-6)
+    fresh = explain.lag_batchnorm_statistics(model, keep=1.0).get_layer("bn")
+    np.testing.assert_array_equal(np.asarray(fresh.moving_mean), [0, 0])
+    np.testing.assert_array_equal(np.asarray(fresh.moving_variance), [1, 1])
+    with pytest.raises(ValueError, match="keep"):
+        explain.lag_batchnorm_statistics(model, keep=1.5)
+
+
+def labelled_batches(labels, batch=3, size=2):
+    import tensorflow as tf
+
+    labels = np.array(labels)
+    images = np.arange(len(labels), dtype="float32")[:, None, None, None] * np.ones((1, size, size, 3), "float32")
+    return tf.data.Dataset.from_tensor_slices((images, np.eye(3, dtype="float32")[labels])).batch(batch)
+
+
+def test_dataset_helpers():
+    ds = labelled_batches([0, 0, 1, 2, 0, 1, 2, 2])
+    np.testing.assert_array_equal(explain.class_counts(ds, 3), [3, 2, 3])
+    images, labels = explain.examples_per_class(ds, 3, per_class=2)
+    np.testing.assert_array_equal(labels, [0, 1, 2, 0, 1, 2])  # round robin: one class per grid column
+    np.testing.assert_array_equal(images[:, 0, 0, 0], [0, 2, 3, 1, 5, 6])
+    np.testing.assert_array_equal(explain.images_at(ds, [7, 1, 4])[:, 0, 0, 0], [7, 1, 4])
+    with pytest.raises(IndexError, match="no image at"):
+        explain.images_at(ds, [8])
+
+
+def test_augmentation_draws_are_seeded():
+    image = explain.coordinate_image(40, 40)
+    for mode in ("keras-io", "inception"):
+        a, b = explain.augmentation_draws(image, mode, 3, image_size=32), explain.augmentation_draws(image, mode, 3, image_size=32)
+        assert [x.shape for x in a] == [(32, 32, 3)] * 3
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+        assert not np.array_equal(a[0], a[1])
+
+
+def test_recipe_table_and_learning_rates():
+    from mvlib.train import RECIPES, get_recipe
+
+    table = explain.recipe_table(RECIPES)
+    assert table.splitlines()[0].split() == ["setting", "keras-io", "improved"]
+    assert "learning_rate    0.002     0.001" in table and "bn_momentum" in table
+    epochs, lrs = explain.learning_rate_curve(get_recipe("improved", epochs=4, warmup_epochs=1), steps_per_epoch=5)
+    assert len(epochs) == 21 and epochs[-1] == 4
+    assert lrs.argmax() == 5 and lrs.max() == pytest.approx(1e-3) and lrs[-1] == pytest.approx(1e-5, rel=1e-3)
+    _, constant = explain.learning_rate_curve(get_recipe("keras-io", epochs=2), steps_per_epoch=3)
+    np.testing.assert_allclose(constant, 2e-3)
+
+
+def test_stop_after_epoch_and_training_figures():
+    from mvlib.evaluate import Evaluation
+
+    model = bn_model()
+    model.compile("sgd", "mse")
+    x, y = np.zeros((4, 4, 4, 3), "float32"), np.zeros((4, 3), "float32")
+    history = model.fit(x, y, epochs=5, verbose=0, callbacks=[explain.StopAfterEpoch(2)])
+    assert len(history.history["loss"]) == 2
+    e = Evaluation(["a", "b", "c"], np.array([0, 1, 2]), np.eye(3)[[0, 0, 2]])
+    figures = [
+        (explain.plot_learning_rates({"a": (np.arange(3), np.ones(3))}), 1),
+        (explain.plot_prediction_counts({"x": e, "y": e}), 1),
+    ]
+    for fig, n_axes in figures:
+        assert isinstance(fig, plt.Figure) and len(fig.axes) == n_axes
+        plt.close(fig)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -26,15 +27,18 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from mvlib.export import (
+    BASELINE_FILE,
     KINDS,
     ExportCheckError,
     check_parity,
+    check_targets,
     export_all,
     export_litert,
     export_seed_recipe,
     list_ops,
     measure_exports,
     measure_latency,
+    measure_with_baseline,
     synthetic_images,
 )
 from mvlib.model import create_mobilevit
@@ -149,13 +153,19 @@ def _tiny_classifier(size: int = 32, num_classes: int = len(CLASSES)):
 )
 def test_seed_recipe_is_caught(which, request, tmp_path):
     """tf.saved_model.save + from_saved_model + Optimize.DEFAULT (the keras-io recipe) gives NaN outputs
-    under TF 2.21 / Keras 3.15; the check rejects it and no file (not even the temporary one) remains."""
+    under TF 2.21 / Keras 3.15; the check rejects it and no file (not even the temporary one) remains.
+
+    The file reads its unfrozen variables from memory nothing wrote: in a fresh process that gives NaN, but
+    after other interpreters have run in the same process it was seen (1 run in 3 of this module) to give
+    finite garbage instead -- which the check rejects just as well (top-1 agreement ~0)."""
     model = _tiny_classifier() if which == "tiny" else request.getfixturevalue("model")
     size = model.input_shape[1]
     path = tmp_path / "seed.tflite"
-    with pytest.raises(ExportCheckError, match="NaN") as info:
+    with pytest.raises(ExportCheckError, match="NaN|top-1 agreement") as info:
         export_seed_recipe(model, path, check_images=synthetic_images(4, (size, size)))
-    assert info.value.report is not None and info.value.report.nan_images == 4
+    report = info.value.report
+    assert report is not None and not report.passed
+    assert report.nan_images == 4 or report.top1_agreement < 0.5, report.summary()
     assert info.value.size_bytes > 0
     assert not path.exists()
     assert list(tmp_path.iterdir()) == []
@@ -231,6 +241,10 @@ def test_predictor_on_files(exports, tmp_path):
     decoded = tf.io.decode_image(jpeg.read_bytes(), channels=3, expand_animations=False).numpy()
     np.testing.assert_allclose(predictor.predict_proba(jpeg), predictor.predict_proba(decoded), atol=1e-6)
     np.testing.assert_allclose(predictor.predict_proba(png), predictor.predict_proba(pixels), atol=1e-6)
+    # ... and gets the evaluation pipeline's pixels (mvlib.data.load_image: resized, rounded to uint8)
+    from mvlib.data import load_image
+
+    np.testing.assert_allclose(predictor.predict_proba(jpeg), predictor.predict_proba(load_image(jpeg, SIZE).numpy()), atol=1e-6)
 
     with pytest.raises(FileNotFoundError, match="no such image file"):
         predictor.predict(tmp_path / "missing.jpg")
@@ -261,3 +275,88 @@ def test_latency_and_measure_exports(model, exports, tmp_path):
     assert "| xxs_int8.tflite | int8 |" in (tmp_path / "table.md").read_text()
     saved = json.loads((tmp_path / "table.json").read_text())
     assert saved["settings"]["num_images"] == 6 and len(saved["rows"]) == 3
+
+
+def test_measure_with_baseline(model, exports, tmp_path):
+    """The CLI's and notebook 05's table: the exports, then the baseline exported the keras-io way (dynamic
+    range) and measured on the same data, with the latency ratio against it."""
+    _, results = exports
+    for kind in ("float32", "int8"):
+        shutil.copy(results[kind].path, tmp_path)
+    stale = tmp_path / BASELINE_FILE
+    stale.write_bytes(b"a previous run's baseline")  # among the files: replaced, not measured as an export
+    rng = np.random.default_rng(7)
+    images = rng.integers(0, 256, (6, SIZE, SIZE, 3), dtype=np.uint8)
+    labels = rng.integers(0, len(CLASSES), 6)
+    batches = ((images[i : i + 3], labels[i : i + 3]) for i in (0, 3))  # one-shot: both passes must see it
+    rows = measure_with_baseline(
+        sorted(tmp_path.glob("*.tflite")), model, _tiny_classifier(SIZE), data=batches, baseline_label="tiny",
+        threads=(1,), warmup=1, runs=3, output=tmp_path / "table", settings={"command": "test"},
+    )
+    assert [(r["kind"], r["baseline"]) for r in rows] == [
+        ("keras", False), ("float32", False), ("int8", False), ("keras", True), ("dynamic", True)
+    ]
+    assert rows[-1]["file"] == f"{BASELINE_FILE} (tiny)" and rows[-1]["latency_vs_baseline"] == 1.0
+    assert rows[0]["latency_vs_baseline"] is None and rows[3]["latency_vs_baseline"] is None
+    assert rows[1]["latency_vs_baseline"] == rows[1]["latency_1t_median_ms"] / rows[-1]["latency_1t_median_ms"]
+    assert rows[1]["agreement"] == 1.0 and rows[3]["agreement"] == 1.0 and rows[-1]["val_top1"] is not None
+    assert LiteRTRunner(stale).image_size == (SIZE, SIZE)  # the baseline was written over the stale file
+    md = (tmp_path / "table.md").read_text()
+    assert "latency vs baseline (1 thr)" in md and "| 1.00x |" in md and "2 thr" not in md
+    saved = json.loads((tmp_path / "table.json").read_text())
+    assert saved["settings"]["command"] == "test" and saved["settings"]["num_images"] == 6
+    assert saved["settings"]["baseline"]["file"] == BASELINE_FILE and len(saved["rows"]) == 5
+
+    targets = check_targets(rows)
+    assert targets[0]["measured"] == rows[2]["size_mb"] and targets[2]["measured"] == rows[2]["latency_vs_baseline"]
+    assert targets[1]["measured"] == pytest.approx(100 * (rows[0]["val_top1"] - rows[2]["val_top1"]))
+    with pytest.raises(ValueError, match="no float16 export"):
+        check_targets(rows, "float16")
+
+
+def test_check_targets_arithmetic():
+    rows = [
+        {"file": "(keras) m", "kind": "keras", "size_mb": None, "val_top1": 0.900, "baseline": False},
+        {"file": "m_int8.tflite", "kind": "int8", "size_mb": 1.1, "val_top1": 0.897, "latency_vs_baseline": 0.6, "baseline": False},
+        {"file": "m_dynamic.tflite", "kind": "dynamic", "size_mb": 1.3, "val_top1": 0.890, "latency_vs_baseline": 0.4, "baseline": False},
+        {"file": "(keras) keras-io", "kind": "keras", "size_mb": None, "val_top1": 0.5, "baseline": True},
+        {"file": "keras-io_dynamic.tflite", "kind": "dynamic", "size_mb": 1.4, "val_top1": 0.5, "latency_vs_baseline": 1.0, "baseline": True},
+    ]
+    assert [t["met"] for t in check_targets(rows)] == [True, True, False]
+    assert [t["met"] for t in check_targets(rows, "dynamic")] == [False, False, True]  # ours, not the baseline's
+    assert check_targets(rows)[1]["measured"] == pytest.approx(0.3)
+    unlabelled = [{**r, "val_top1": None} for r in rows]
+    assert check_targets(unlabelled)[1]["met"] is None
+
+
+def test_plot_exports():
+    from mvlib.viz import plot_exports
+
+    rows = [
+        {"file": "(keras) m", "kind": "keras", "size_mb": None, "latency_1t_median_ms": None, "latency_1t_p90_ms": None},
+        {"file": "m_int8.tflite", "kind": "int8", "size_mb": 1.3, "latency_1t_median_ms": 40.0, "latency_1t_p90_ms": 45.0},
+        {"file": "keras-io_dynamic.tflite (keras-io)", "kind": "dynamic", "size_mb": 1.4, "latency_1t_median_ms": 90.0,
+         "latency_1t_p90_ms": 99.0, "baseline": True},
+    ]
+    fig = plot_exports(rows)
+    size_ax, time_ax = fig.axes
+    assert [t.get_text() for t in size_ax.get_yticklabels()] == ["m_int8", "keras-io_dynamic (keras-io)"]
+    assert sorted(p.get_width() for p in time_ax.patches) == [40.0, 90.0]
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def test_native_stderr_captured(capfd):
+    """Native chatter on fd 2 (XNNPACK's "INFO: Created ...", the converter's settings) stays out of notebook
+    cells, but comes back when the block fails."""
+    from mvlib.predict import native_stderr_captured
+
+    with native_stderr_captured():
+        os.write(2, b"native chatter\n")
+    assert "native chatter" not in capfd.readouterr().err
+    with pytest.raises(RuntimeError, match="boom"):
+        with native_stderr_captured():
+            os.write(2, b"native diagnostics\n")
+            raise RuntimeError("boom")
+    assert "native diagnostics" in capfd.readouterr().err
