@@ -111,9 +111,12 @@ def cmd_export(args) -> None:
     # Calibrate on training images (evaluation preprocessing), check on validation images.
     data = _load_data(args, augment=False, shuffle=False)
     out = Path(args.out or Path("artifacts") / Path(args.run_dir).name)
-    results = export_all(model, out, args.kinds or KINDS, stem=settings["variant"],
+    kinds = args.kinds or KINDS
+    # --min-agreement overrides the gate of the quantized kinds (float32 keeps its max |diff| check).
+    limits = {} if args.min_agreement is None else {k: {"min_agreement": args.min_agreement} for k in kinds if k != "float32"}
+    results = export_all(model, out, kinds, stem=settings["variant"],
                          representative_images=_images(data.train, args.calibration_images),
-                         check_images=_images(data.val, args.check_images))
+                         check_images=_images(data.val, args.check_images), limits=limits)
     for kind, result in results.items():
         print(f"{kind:>8}: {result.path} {result.size_bytes / 1e6:.2f} MB  {result.parity.summary()}")
 
@@ -152,7 +155,7 @@ def cmd_run(args) -> None:
     cmd_train(args)
     run_dir = args.run_dir or f"runs/{args.variant}-{args.recipe}"
     cmd_export(argparse.Namespace(**{**vars(args), "run_dir": run_dir, "weights": None, "out": None, "kinds": None,
-                                     "calibration_images": 200, "check_images": 128}))
+                                     "calibration_images": 200, "check_images": 128, "min_agreement": None}))
 
 
 def cmd_bench(args) -> None:
@@ -226,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="default: artifacts/<run folder name>")
     p.add_argument("--calibration-images", type=int, default=200, help="training images for int8 calibration")
     p.add_argument("--check-images", type=int, default=128, help="validation images for the parity check")
+    p.add_argument("--min-agreement", type=float,
+                   help="top-1 agreement with Keras that the quantized files must reach (default 0.9; "
+                        "0 keeps a file that disagrees more, e.g. to measure it -- NaN and wrong shapes are still refused)")
     data_args(p)
     p.set_defaults(func=cmd_export)
 
