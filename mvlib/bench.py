@@ -79,12 +79,7 @@ __all__ = [
 
 BASELINE = "keras-io"
 DEFAULT_VARIANTS = ("keras-io", "xxs")
-# A paper variant with this suffix is built with Keras' own attention layer instead of mvlib's
-# (create_mobilevit(keras_attention=True)): `--variants xxs xxs/keras-attention` measures what that kernel costs.
-KERAS_ATTENTION = "/keras-attention"
-PAPER_VARIANTS = ("xxs", "xs", "s")
-# mvlib.model.VARIANTS (without importing Keras for --help), plus the Keras-attention builds.
-VARIANT_NAMES = ("keras-io", *PAPER_VARIANTS, *(v + KERAS_ATTENTION for v in PAPER_VARIANTS))
+VARIANT_NAMES = ("keras-io", "xxs", "xs", "s")  # mvlib.model.VARIANTS, without importing Keras for --help
 RESULT_MARKER = "MVLIB_BENCH_RESULT "  # the child's one JSON line starts with this
 # The issue's targets: ratios against the keras-io model (memory: at most keras-io's peak).
 TARGETS = {
@@ -295,8 +290,7 @@ def measure_variant(
 
     memory_start = memory_usage()
     keras.utils.set_random_seed(seed)
-    model = create_mobilevit(variant.removesuffix(KERAS_ATTENTION), num_classes, image_size,
-                             keras_attention=variant.endswith(KERAS_ATTENTION))
+    model = create_mobilevit(variant, num_classes, image_size)
     compile_model(model, get_recipe(recipe, batch_size=batch_size), steps_per_epoch=max(1, steps))
     x, y = _synthetic_batch(batch_size, image_size, num_classes, seed)
     _build_training_state(model, x, y)
@@ -729,10 +723,12 @@ def run_benchmark(
     The report is a JSON-ready dict: ``settings``, ``machine``, ``threads``, ``variants`` (raw results by
     name), ``pipeline``, ``summary`` (ratios and pass/fail, see ``summarize``), ``command``, ``notes``.
     """
+    from mvlib.model import VARIANTS
+
     variants = list(dict.fromkeys(variants))
-    unknown = [v for v in variants if v not in VARIANT_NAMES]
+    unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
-        raise ValueError(f"unknown variant(s) {', '.join(unknown)}; valid variants: {', '.join(VARIANT_NAMES)}")
+        raise ValueError(f"unknown variant(s) {', '.join(unknown)}; valid variants: {', '.join(VARIANTS)}")
     if batch_size < 1 or steps < 1 or warmup_steps < 0:
         raise ValueError("batch_size and steps must be >= 1 and warmup_steps >= 0")
     if pipeline_images:  # fail now, not after minutes of model measurements

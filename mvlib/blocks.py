@@ -90,46 +90,15 @@ def inverted_residual(x, expanded_channels: int, output_channels: int, strides: 
     return m
 
 
-@keras.saving.register_keras_serializable(package="mvlib")
-class MultiHeadAttention(layers.MultiHeadAttention):
-    """``keras.layers.MultiHeadAttention`` whose attention is two batched matmuls instead of ``einsum``.
-
-    It keeps Keras' class name on purpose: ``.weights.h5`` files key layers by class name, so weights
-    saved from either class load into the other (the shipped weights and old checkpoints included).
-
-    Same layer, weights and math: ``softmax(q k^T / sqrt(head_dim)) v``, computed in the same order (scale
-    after the product), so outputs match Keras' own path to the last bit on this CPU
-    (``tests/test_model.py``). What changes is the kernel: for MobileViT's short, narrow heads (256
-    tokens x 16 channels at stage 3) TensorFlow's oneDNN ``einsum`` ran training steps of the attention
-    ~1.5x slower than transposes + ``BatchMatMul``, and attention is most of stage 3's time (measured with
-    ``python -m mvlib bench``; the numbers are in the README). Anything else -- attention dropout, masks,
-    returned scores -- goes to Keras' implementation.
-    """
-
-    def _compute_attention(self, query, key, value, attention_mask=None, training=None,
-                           return_attention_scores=False, **kwargs):
-        if (self._dropout > 0.0 or return_attention_scores or attention_mask is not None
-                or kwargs.get("use_causal_mask") or len(query.shape) != 4):
-            return super()._compute_attention(query, key, value, attention_mask, training, return_attention_scores, **kwargs)
-        q = ops.transpose(query, (0, 2, 1, 3))  # (B, T, heads, H) -> (B, heads, T, H)
-        k = ops.transpose(key, (0, 2, 3, 1))  # (B, heads, H, S)
-        v = ops.transpose(value, (0, 2, 1, 3))  # (B, heads, S, H)
-        logits = ops.multiply(ops.matmul(q, k), ops.cast(self._inverse_sqrt_key_dim, q.dtype))
-        probs = ops.cast(ops.softmax(ops.cast(logits, "float32"), axis=-1), v.dtype)
-        return ops.transpose(ops.matmul(probs, v), (0, 2, 1, 3)), None
-
-
-def transformer_layer(x, num_heads: int, ffn_dim: int, dropout: float = 0.0, *, name: str, keras_attention: bool = False):
+def transformer_layer(x, num_heads: int, ffn_dim: int, dropout: float = 0.0, *, name: str):
     """Pre-norm transformer encoder layer on ``(batch, tokens, d)``: MHA and an FFN with SiLU.
 
     Dropout follows ml-cvnets: none inside attention or between the FFN's linears, ``dropout`` after
-    the attention output and after the FFN. ``keras_attention=True`` uses Keras' own attention layer
-    instead of :class:`MultiHeadAttention` (same weights and outputs, slower here: for benchmarks).
+    the attention output and after the FFN.
     """
     dim = x.shape[-1]
     h = layers.LayerNormalization(epsilon=1e-5, name=f"{name}_norm1")(x)
-    attention = layers.MultiHeadAttention if keras_attention else MultiHeadAttention
-    h = attention(
+    h = layers.MultiHeadAttention(
         num_heads,
         key_dim=dim // num_heads,
         kernel_initializer=PAPER_DENSE_INIT,
@@ -214,7 +183,6 @@ def mobilevit_block(
     *,
     name: str,
     bn_momentum: float = 0.9,
-    keras_attention: bool = False,
 ):
     """The paper's MobileViT block (C channels in and out, transformer width ``dim``, ``depth`` layers)."""
     channels, height, width = x.shape[-1], x.shape[1], x.shape[2]
@@ -224,8 +192,7 @@ def mobilevit_block(
     # Global representation: unfold -> L transformer layers -> LayerNorm -> fold.
     seq = Unfold(patch, name=f"{name}_unfold")(local)
     for i in range(depth):
-        seq = transformer_layer(seq, num_heads, ffn_multiplier * dim, dropout, name=f"{name}_transformer{i}",
-                                keras_attention=keras_attention)
+        seq = transformer_layer(seq, num_heads, ffn_multiplier * dim, dropout, name=f"{name}_transformer{i}")
     seq = layers.LayerNormalization(epsilon=1e-5, name=f"{name}_norm")(seq)
     glob = Fold(height, width, patch, name=f"{name}_fold")(seq)
     # Fusion: 1x1 d->C, concat with the block input, 3x3 2C->C.

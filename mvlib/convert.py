@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 
-import keras
 import numpy as np
 
 from mvlib.model import VARIANTS, create_mobilevit
@@ -66,7 +65,7 @@ def _layer_arrays(layer, prefix: str, sd: dict, used: set) -> list[np.ndarray]:
         used.add(f"{prefix}.{key}")
         return sd[f"{prefix}.{key}"]
 
-    kind = "MultiHeadAttention" if isinstance(layer, keras.layers.MultiHeadAttention) else type(layer).__name__
+    kind = type(layer).__name__
     if kind == "Conv2D":
         return [take("weight").transpose(2, 3, 1, 0)]  # (out, in, kh, kw) -> (kh, kw, in, out)
     if kind == "DepthwiseConv2D":
@@ -105,7 +104,7 @@ def copy_hf_weights(keras_model, state_dict: dict, bgr_input: bool = False) -> N
         arrays = _layer_arrays(layer, hf_module_name(layer.name), sd, used)
         if bgr_input and layer.name == "stem_conv":
             arrays[0] = arrays[0][:, :, ::-1, :]
-        if isinstance(layer, keras.layers.MultiHeadAttention):  # assign per projection: no reliance on weight order
+        if type(layer).__name__ == "MultiHeadAttention":  # assign per projection: no reliance on weight order
             projections = (layer.query_dense, layer.key_dense, layer.value_dense, layer.output_dense)
             for i, dense in enumerate(projections):
                 dense.kernel.assign(arrays[2 * i])

@@ -63,7 +63,6 @@ def create_mobilevit(
     *,
     classifier_activation: str | None = "softmax",
     bn_momentum: float = 0.9,
-    keras_attention: bool = False,
     name: str | None = None,
 ) -> keras.Model:
     """Build a MobileViT.
@@ -76,17 +75,12 @@ def create_mobilevit(
         classifier_activation: ``"softmax"`` (probabilities) or ``None`` (logits).
         bn_momentum: Keras BatchNorm momentum for the paper variants (0.9 = PyTorch's 0.1). The
             keras-io variant keeps Keras' defaults, as the example does.
-        keras_attention: build the paper variants' transformers with Keras' own ``MultiHeadAttention``
-            instead of :class:`mvlib.blocks.MultiHeadAttention` (same weights and outputs; slower on CPU).
-            Only for measuring that difference (``python -m mvlib bench --variants xxs xxs/keras-attention``).
     """
     config = _check_args(variant, num_classes, image_size)
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
-    if config.style == "keras-io":
-        x = _body_kerasio(x, config)
-    else:
-        x = _body_paper(x, config, bn_momentum, keras_attention)
+    build = _body_kerasio if config.style == "keras-io" else _body_paper
+    x = build(x, config, bn_momentum)
     x = layers.GlobalAveragePooling2D(name="head_pool")(x)
     if config.classifier_dropout:
         x = layers.Dropout(config.classifier_dropout, name="head_drop")(x)
@@ -95,7 +89,7 @@ def create_mobilevit(
     return keras.Model(inputs, outputs, name=name or f"mobilevit_{variant.replace('-', '_')}")
 
 
-def _body_paper(x, c: MobileViTConfig, bn_momentum: float, keras_attention: bool):
+def _body_paper(x, c: MobileViTConfig, bn_momentum: float):
     kw = dict(bn_momentum=bn_momentum)
     x = blocks.conv_bn_act(x, c.stem, 3, 2, name="stem", **kw)
     x = blocks.inverted_residual(x, x.shape[-1] * c.expansion, c.mv2_channels[0], 1, name="stage1_mv2_0", **kw)
@@ -103,13 +97,12 @@ def _body_paper(x, c: MobileViTConfig, bn_momentum: float, keras_attention: bool
         x = blocks.inverted_residual(x, x.shape[-1] * c.expansion, c.mv2_channels[1], 2 if i == 0 else 1, name=f"stage2_mv2_{i}", **kw)
     for stage, (channels, dim, depth) in enumerate(c.mvit, start=3):
         x = blocks.inverted_residual(x, x.shape[-1] * c.expansion, channels, 2, name=f"stage{stage}_mv2", **kw)
-        x = blocks.mobilevit_block(x, dim, depth, c.num_heads, dropout=c.transformer_dropout, name=f"stage{stage}_mvit",
-                                   keras_attention=keras_attention, **kw)
+        x = blocks.mobilevit_block(x, dim, depth, c.num_heads, dropout=c.transformer_dropout, name=f"stage{stage}_mvit", **kw)
     return blocks.conv_bn_act(x, c.final_channels, 1, name="final", **kw)
 
 
-def _body_kerasio(x, c: MobileViTConfig):
-    # Keras' BatchNorm defaults and Keras' attention layer, as the example has them.
+def _body_kerasio(x, c: MobileViTConfig, bn_momentum: float):
+    del bn_momentum  # the example uses Keras' BatchNorm defaults
     x = blocks.kerasio_conv_block(x, c.stem, name="stem")
     x = blocks.kerasio_inverted_residual_block(x, x.shape[-1] * c.expansion, c.mv2_channels[0], name="stage1_mv2_0")
     for i in range(3):

@@ -71,42 +71,6 @@ def test_transformer_layer():
     assert trainable(m) == transformer_params(80, 160)
 
 
-def test_mvlib_attention_is_keras_attention(tmp_path):
-    """Same weights, same outputs and gradients as Keras' own MultiHeadAttention; only the kernel differs."""
-    import tensorflow as tf
-
-    x = keras.random.normal((6, 64, 32), seed=1)
-    ours = blocks.MultiHeadAttention(4, key_dim=8, name="a")
-    theirs = keras.layers.MultiHeadAttention(4, key_dim=8, name="a")
-    ours(x, x), theirs(x, x)
-    theirs.set_weights(ours.get_weights())
-    with tf.GradientTape(persistent=True) as tape:
-        tape.watch(x)
-        y_ours, y_theirs = ours(x, x), theirs(x, x)
-        loss_ours, loss_theirs = keras.ops.sum(y_ours**2), keras.ops.sum(y_theirs**2)
-    np.testing.assert_allclose(y_ours, y_theirs, rtol=0, atol=1e-6)
-    for a, b in zip(tape.gradient(loss_ours, [x, *ours.trainable_weights]), tape.gradient(loss_theirs, [x, *theirs.trainable_weights])):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
-    def op_types(layer):
-        return {node.op for node in tf.function(lambda t: layer(t, t)).get_concrete_function(x).graph.as_graph_def().node}
-
-    assert "Einsum" in op_types(theirs) and "Einsum" not in op_types(ours)  # the kernel that was slow here
-    # Weight files are interchangeable (they key layers by class name): what trained with one loads into the other.
-    inputs = keras.Input((64, 32))
-    saved = keras.Model(inputs, blocks.MultiHeadAttention(4, key_dim=8)(inputs, inputs))
-    loaded = keras.Model(inputs, keras.layers.MultiHeadAttention(4, key_dim=8)(inputs, inputs))
-    saved.save_weights(tmp_path / "attention.weights.h5")
-    loaded.load_weights(tmp_path / "attention.weights.h5")
-    np.testing.assert_array_equal(saved(x), loaded(x))
-    # The switch the benchmark uses to measure the difference.
-    for keras_attention, cls in ((False, blocks.MultiHeadAttention), (True, keras.layers.MultiHeadAttention)):
-        model = create_mobilevit("xxs", image_size=64, keras_attention=keras_attention)
-        assert type(model.get_layer("stage3_mvit_transformer0_attn")) is cls
-    # Attention dropout (the keras-io block's setting) is left to Keras' path.
-    with_dropout = blocks.MultiHeadAttention(4, key_dim=8, dropout=0.1)
-    assert with_dropout(x, x, training=False).shape == x.shape
-
-
 @pytest.mark.parametrize("size", [8, 5])  # 5x5: the map of a 160 px input at stage 5
 def test_mobilevit_block(size):
     c, d, depth = 48, 64, 2
