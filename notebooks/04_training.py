@@ -183,14 +183,14 @@ workdir.cleanup()
 # The model shipped with the package (`mvlib.pretrained`) was trained the same way, from a terminal:
 #
 # ```bash
-# python -m mvlib train --variant xxs --recipe improved --epochs 7 --source folder
+# python -m mvlib train --variant xxs --recipe improved --epochs 22 --source folder
 # ```
 #
-# (It was started with `--epochs 10` and shortened to 7 after epoch 2, when it was clear that 10 epochs
-# would not fit the time available; the first two epochs are the warm-up, identical either way.)
-#
-# One epoch over the ~3,000 training photos takes about ten minutes on the two CPU cores this repository
-# was developed on, so that is a job for a terminal (or a GPU: on Colab, choose a GPU runtime), not for a
+# 22 of the recipe's 60 epochs: what fitted in the time available (the schedule -- warm-up, then cosine
+# decay -- is stretched over the epochs asked for, so a shorter run still ends at a low learning rate).
+# One epoch over the ~3,000 training photos takes three to four minutes on the two CPU cores this
+# repository was developed on (about twice that while the machine does other work), so that is a job for
+# a terminal (or a GPU: on Colab, choose a GPU runtime), not for a
 # notebook cell. Its settings and speed:
 
 # %% tags=["nbval-ignore-output"]
