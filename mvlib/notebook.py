@@ -233,6 +233,22 @@ def show_jpeg(fig, quality: int = 85, dpi: int = 100):
     display(Image(data=buffer.getvalue(), format="jpeg"))
 
 
+# --- data ------------------------------------------------------------------------------------------------
+
+
+def load_data(**kwargs):
+    """``mvlib.data.load_flowers("auto", **kwargs)`` -- or, where no real photos can be had (offline, no
+    photo folder), the project's generated synthetic set, announced in one line, so that a notebook still
+    runs top to bottom (in CI, say). Its ``describe()`` then says SYNTHETIC too."""
+    from mvlib import data
+
+    try:
+        return data.load_flowers("auto", **kwargs)
+    except data.DataSourceError as e:
+        print(f"{str(e).splitlines()[0]} -- using the SYNTHETIC set instead (mvlib.data.make_synthetic_flowers)")
+        return data.load_flowers("synthetic", **kwargs)
+
+
 # --- example image -----------------------------------------------------------------------------------------
 
 

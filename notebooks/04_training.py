@@ -32,9 +32,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from mvlib import explain
-from mvlib.data import RESIZE_MARGIN, load_flowers
+from mvlib.data import RESIZE_MARGIN
 from mvlib.evaluate import evaluate_model
-from mvlib.notebook import by_mode, example_photo, format_table, show_jpeg
+from mvlib.notebook import by_mode, example_photo, format_table, load_data, show_jpeg
 from mvlib.pretrained import PRETRAINED_DIR, load_pretrained, pretrained_info, read_history
 from mvlib.train import RECIPES, Recipe, get_recipe, train
 from mvlib.viz import plot_confusion_matrix, plot_history, show_images
@@ -47,9 +47,11 @@ from mvlib.viz import plot_confusion_matrix, plot_history, show_images
 # stratified 90% of tf_flowers, 3,303 photos). It returns batched `tf.data` pipelines of float32 pixels in
 # [0, 255] (the model rescales them itself) and one-hot labels: training batches augmented and shuffled,
 # validation batches only resized to 256x256. The line below says which data this run found.
+# (`mvlib.notebook.load_data` calls it and, where no real photos can be had, falls back to the
+# project's generated synthetic set, saying so, so that the notebook still runs.)
 
 # %% tags=["nbval-ignore-output"]
-data = load_flowers()
+data = load_data()
 print(data.describe())
 
 # %% [markdown]
@@ -157,7 +159,7 @@ plt.show()
 # closed laptop); the second picks up at epoch 2; the third finds the run finished.
 
 # %% tags=["nbval-ignore-output"]
-demo_data = load_flowers(limit=by_mode(256, 64))  # at most this many photos per split
+demo_data = load_data(limit=by_mode(256, 64))  # at most this many photos per split
 workdir = tempfile.TemporaryDirectory(prefix="mvlib-04-")
 run_dir = Path(workdir.name) / "xxs-demo"
 demo_recipe = get_recipe("improved", epochs=2, warmup_epochs=1)

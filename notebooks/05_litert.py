@@ -38,10 +38,9 @@ import numpy as np
 from IPython.display import Markdown, display
 
 from mvlib import viz
-from mvlib.data import load_flowers
 from mvlib.export import DEFAULT_MIN_AGREEMENT, KINDS, ExportError, check_targets, export_all, export_seed_recipe, format_markdown, measure_with_baseline
 from mvlib.model import create_mobilevit
-from mvlib.notebook import by_mode, format_table, show_jpeg
+from mvlib.notebook import by_mode, format_table, load_data, show_jpeg
 from mvlib.predict import LiteRTPredictor
 from mvlib.pretrained import load_pretrained
 
@@ -72,8 +71,8 @@ print(f"trained {results_of_run['epoch']} epochs ({settings['recipe']['name']} r
 #   graded on); its **validation** photos are the images every export is checked on.
 
 # %% tags=["nbval-ignore-output"]
-data = load_flowers("auto", image_size=size, batch_size=32, augment=False, shuffle=False)
-sample = load_flowers("auto", image_size=size, batch_size=32, augment=False, shuffle=False, limit=by_mode(200, 16))
+data = load_data(image_size=size, batch_size=32, augment=False, shuffle=False)
+sample = load_data(image_size=size, batch_size=32, augment=False, shuffle=False, limit=by_mode(200, 16))
 print(data.describe())
 print(f"sample: {sample.num_train} training photos (int8 calibration), {sample.num_val} validation photos (checks)")
 assert data.class_names == settings["class_names"]

@@ -92,3 +92,18 @@ def test_show_jpeg_displays_and_closes(monkeypatch):
     notebook.show_jpeg(fig)
     assert shown[0].format == "jpeg" and shown[0].data[:2] == b"\xff\xd8"
     assert not plt.fignum_exists(fig.number)
+
+
+def test_load_data_falls_back_to_synthetic(monkeypatch, tmp_path, capsys):
+    """Where no real photos can be had (CI in a bare clone), the notebooks still get data, labelled synthetic."""
+    from mvlib import data
+
+    monkeypatch.setattr(data, "default_data_dir", lambda: tmp_path / "missing")
+    monkeypatch.setattr(data, "tfds_available", lambda: False)
+    monkeypatch.delenv("MVLIB_DATA_DIR", raising=False)
+    monkeypatch.setenv("MVLIB_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(data.DataSourceError):
+        data.load_flowers("auto", image_size=64)
+    flowers = notebook.load_data(image_size=64, batch_size=8, limit=10)
+    assert flowers.source == "synthetic" and "SYNTHETIC" in flowers.describe()
+    assert "using the SYNTHETIC set instead" in capsys.readouterr().out
