@@ -108,7 +108,10 @@ def cmd_export(args) -> None:
 
     model, settings = load_trained(args.run_dir, args.weights)
     args.image_size = settings["image_size"]
-    # Calibrate on training images (evaluation preprocessing), check on validation images.
+    # Calibrate on training images (evaluation preprocessing), check on validation images. The splits are
+    # stored class by class, so take a class-balanced slice (`limit` picks the classes in turn), not the
+    # first N photos, which would all be daisies.
+    args.limit = args.limit or max(args.calibration_images, args.check_images)
     data = _load_data(args, augment=False, shuffle=False)
     out = Path(args.out or Path("artifacts") / Path(args.run_dir).name)
     kinds = args.kinds or KINDS
