@@ -11,7 +11,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[notebooks,dev,torch]"
+	$(PY) -m pip install --quiet -e ".[tensorflow,jax,notebooks,dev,torch]"
 	touch $(STAMP)
 
 run: setup  ## the main job

@@ -1,15 +1,26 @@
 """mvlib: the small library behind the MobileViT teaching notebooks.
 
-Importing it selects the TensorFlow backend for Keras 3 and keeps TensorFlow's C++ start-up chatter
-("Could not find cuda drivers ...") out of notebook cells and terminals.
+Runs on any Keras 3 backend. Importing it picks one when ``KERAS_BACKEND`` is not set -- TensorFlow
+when it is installed (the default, and what LiteRT export needs), else JAX, else PyTorch -- without
+importing any of them. Only under the TensorFlow backend is TensorFlow imported here, with its C++
+start-up chatter ("Could not find cuda drivers ...") kept out of notebook cells and terminals.
 """
 
+import importlib.util
 import os
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+__version__ = "0.2.0"
 
-__version__ = "0.1.0"
+
+def _default_backend() -> str:
+    for backend, module in (("tensorflow", "tensorflow"), ("jax", "jax"), ("torch", "torch")):
+        if importlib.util.find_spec(module) is not None:
+            return backend
+    return "tensorflow"  # Keras' own default; importing keras will then say what is missing
+
+
+os.environ.setdefault("KERAS_BACKEND", _default_backend())
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def _import_tensorflow_quietly() -> None:
@@ -31,4 +42,16 @@ def _import_tensorflow_quietly() -> None:
         os.close(devnull)
 
 
-_import_tensorflow_quietly()
+def require(module: str, purpose: str):
+    """Import ``module`` for ``purpose``, or fail with an error that names the package to install."""
+    packages = {"tensorflow": "tensorflow", "tensorflow_datasets": "tensorflow-datasets", "ai_edge_litert": "ai-edge-litert"}
+    if importlib.util.find_spec(module) is None:
+        raise ImportError(f"{purpose} needs the package {packages.get(module, module)!r}: pip install "
+                          f"{packages.get(module, module)} (the rest of mvlib runs without it)")
+    if module == "tensorflow":
+        _import_tensorflow_quietly()
+    return importlib.import_module(module)
+
+
+if os.environ["KERAS_BACKEND"] == "tensorflow" and importlib.util.find_spec("tensorflow") is not None:
+    _import_tensorflow_quietly()

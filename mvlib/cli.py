@@ -11,9 +11,10 @@ import json
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 
-USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, KeyError)
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, KeyError, ImportError)
 
 
 def cmd_summary(args) -> None:
@@ -55,71 +56,59 @@ def cmd_train(args) -> None:
     recipe = get_recipe(args.recipe, epochs=args.epochs, batch_size=args.batch_size)
     data = _load_data(args, batch_size=recipe.batch_size, seed=args.seed)
     run_dir = Path(args.run_dir or f"runs/{args.variant}-{recipe.name}")
-    result = train(args.variant, data, run_dir, recipe, image_size=args.image_size, seed=args.seed,
-                   steps_per_epoch=args.steps_per_epoch)
+    result = train(args.variant, data, run_dir, recipe, seed=args.seed, steps_per_epoch=args.steps_per_epoch)
     print(result.summary())
     if not args.no_evaluate:
-        # The weights that `evaluate`, `export` and `publish` use: the best epoch's, not the last one's.
-        from mvlib.train import load_trained
+        # The weights that `evaluate`, `export` and `publish` use by default: the last epoch's.
+        from mvlib.pretrained import load_trained
 
-        print("evaluating the best epoch's weights (best.weights.h5)")
+        print("evaluating the last epoch's weights")
         _evaluate_and_save(load_trained(run_dir)[0], data, run_dir)
 
 
 def cmd_evaluate(args) -> None:
-    from mvlib.train import load_trained
+    from mvlib.pretrained import load_trained
 
-    model, settings = load_trained(args.run_dir, args.weights)
+    model, settings = load_trained(args.run_dir, args.weights, args.image_size)
     args.image_size = settings["image_size"]
     data = _load_data(args, augment=False)
+    print(f"evaluating at {args.image_size}x{args.image_size}")
     if data.class_names != settings["class_names"]:
         raise ValueError(f"the data's classes {data.class_names} differ from the run's {settings['class_names']}")
     _evaluate_and_save(model, data, Path(args.out or args.run_dir))
 
 
 def cmd_predict(args) -> None:
-    from mvlib.data import load_image
-    from mvlib.train import load_trained
+    from mvlib.predict import read_image, preprocess_images
+    from mvlib.pretrained import load_trained
 
     model, settings = load_trained(args.run_dir, args.weights)
     names = settings["class_names"]
     for path in args.images:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"no such image file: {path}")
-        probs = np.asarray(model(load_image(path, settings["image_size"])[None], training=False))[0]
+        image = preprocess_images([read_image(path)], settings["image_size"])
+        probs = keras.ops.convert_to_numpy(model(image, training=False))[0]
         top = np.argsort(-probs)[: args.top_k]
         print(f"{path}: " + ", ".join(f"{names[i]} {probs[i]:.1%}" for i in top))
 
 
-def _images(dataset, limit: int) -> np.ndarray:
-    """The first ``limit`` images of a batched ``(images, labels)`` dataset, as one array."""
-    out, n = [], 0
-    for images, _ in dataset:
-        out.append(np.asarray(images))
-        n += len(out[-1])
-        if n >= limit:
-            break
-    return np.concatenate(out)[:limit]
-
-
 def cmd_export(args) -> None:
     from mvlib.export import KINDS, export_all
-    from mvlib.train import load_trained
+    from mvlib.pretrained import load_trained
 
-    model, settings = load_trained(args.run_dir, args.weights)
+    model, settings = load_trained(args.run_dir, args.weights, args.image_size)
     args.image_size = settings["image_size"]
     # Calibrate on training images (evaluation preprocessing), check on validation images. The splits are
     # stored class by class, so take a class-balanced slice (`limit` picks the classes in turn), not the
     # first N photos, which would all be daisies.
     args.limit = args.limit or max(args.calibration_images, args.check_images)
-    data = _load_data(args, augment=False, shuffle=False)
+    data = _load_data(args, augment=False)
     out = Path(args.out or Path("artifacts") / Path(args.run_dir).name)
     kinds = args.kinds or KINDS
     # --min-agreement overrides the gate of the quantized kinds (float32 keeps its max |diff| check).
     limits = {} if args.min_agreement is None else {k: {"min_agreement": args.min_agreement} for k in kinds if k != "float32"}
     results = export_all(model, out, kinds, stem=settings["variant"],
-                         representative_images=_images(data.train, args.calibration_images),
-                         check_images=_images(data.val, args.check_images), limits=limits)
+                         representative_images=data.balanced_images("train", args.calibration_images),
+                         check_images=data.balanced_images("val", args.check_images), limits=limits)
     for kind, result in results.items():
         print(f"{kind:>8}: {result.path} {result.size_bytes / 1e6:.2f} MB  {result.parity.summary()}")
 
@@ -128,11 +117,11 @@ def cmd_measure(args) -> None:
     """One table for every export in --exports, beside the keras-io model's dynamic-range export."""
     from mvlib.export import BASELINE_FILE, format_markdown, measure_with_baseline
     from mvlib.model import create_mobilevit
-    from mvlib.train import load_trained
+    from mvlib.pretrained import load_trained
 
-    model, settings = load_trained(args.run_dir, args.weights)
+    model, settings = load_trained(args.run_dir, args.weights, args.image_size)
     args.image_size = settings["image_size"]
-    data = _load_data(args, augment=False, shuffle=False)
+    data = _load_data(args, augment=False)
     exports = Path(args.exports or Path("artifacts") / Path(args.run_dir).name)
     files = sorted(p for p in exports.glob("*.tflite") if p.name != BASELINE_FILE)
     if not files:
@@ -147,9 +136,16 @@ def cmd_measure(args) -> None:
         label = "keras-io (untrained: latency and size only)"
     out = Path(args.out or exports / "measurements")
     rows = measure_with_baseline(files, model, baseline, data=data.val, baseline_label=label, runs=args.runs,
-                                 check_images=_images(data.val, 32), output=out, settings={"command": " ".join(sys.argv)})
+                                 check_images=data.balanced_images("val", 32), output=out, settings={"command": " ".join(sys.argv)})
     print(format_markdown(rows))
     print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
+
+
+def cmd_publish(args) -> None:
+    from mvlib.pretrained import publish_run
+
+    folder = publish_run(args.run_dir, args.name, args.weights, command=args.command, image_size=args.image_size)
+    print(f"published {args.run_dir} to {folder}")
 
 
 def cmd_run(args) -> None:
@@ -159,13 +155,6 @@ def cmd_run(args) -> None:
     run_dir = args.run_dir or f"runs/{args.variant}-{args.recipe}"
     cmd_export(argparse.Namespace(**{**vars(args), "run_dir": run_dir, "weights": None, "out": None, "kinds": None,
                                      "calibration_images": 200, "check_images": 128, "min_agreement": None}))
-
-
-def cmd_bench(args) -> None:
-    from mvlib.bench import run_from_args
-
-    args.command_line = "python -m mvlib " + " ".join(sys.argv[1:])
-    run_from_args(args)
 
 
 def _default_run() -> str:
@@ -213,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a trained run")
     p.add_argument("--run-dir", default=_default_run(), help=RUN_HELP)
-    p.add_argument("--weights", help="a .weights.h5 file; default: the run's best.weights.h5")
+    p.add_argument("--weights", help="'best' (the best validation epoch, an optimistic pick) or a weights file; default: the last epoch's")
+    p.add_argument("--image-size", type=int, help="input size to build the model at (default: the run's)")
     p.add_argument("--out", help="output folder (default: the run folder)")
     data_args(p)
     p.set_defaults(func=cmd_evaluate)
@@ -221,13 +211,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="top-k classes of image files")
     p.add_argument("images", nargs="+")
     p.add_argument("--run-dir", default=_default_run(), help=RUN_HELP)
-    p.add_argument("--weights", help="a .weights.h5 file; default: the run's best.weights.h5")
+    p.add_argument("--weights", help="'best' (the best validation epoch, an optimistic pick) or a weights file; default: the last epoch's")
+    p.add_argument("--image-size", type=int, help="input size to build the model at (default: the run's)")
     p.add_argument("-k", "--top-k", type=int, default=3)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="LiteRT exports (float32, dynamic, float16, int8), each parity-checked")
     p.add_argument("--run-dir", default=_default_run(), help=RUN_HELP)
-    p.add_argument("--weights", help="a .weights.h5 file; default: the run's best.weights.h5")
+    p.add_argument("--weights", help="'best' (the best validation epoch, an optimistic pick) or a weights file; default: the last epoch's")
+    p.add_argument("--image-size", type=int, help="input size to build the model at (default: the run's)")
     p.add_argument("--kinds", nargs="+", choices=["float32", "dynamic", "float16", "int8"])
     p.add_argument("--out", help="default: artifacts/<run folder name>")
     p.add_argument("--calibration-images", type=int, default=200, help="training images for int8 calibration")
@@ -241,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("measure", help="size / accuracy / agreement / latency table of the exports")
     p.add_argument("--run-dir", default=_default_run(), help=RUN_HELP)
     p.add_argument("--weights")
+    p.add_argument("--image-size", type=int, help="input size to build the model at (default: the run's)")
     p.add_argument("--exports", help="folder of .tflite files (default: artifacts/<run folder name>)")
     p.add_argument("--baseline-run", default="runs/keras-io-keras-io", help="a keras-io run folder, if trained")
     p.add_argument("--runs", type=int, default=50, help="timed runs per latency figure (after 10 warm-up runs)")
@@ -248,10 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
     data_args(p)
     p.set_defaults(func=cmd_measure)
 
-    from mvlib.bench import add_bench_arguments  # imports no TensorFlow
-
-    p = add_bench_arguments(sub.add_parser("bench", help="side-by-side speed and memory benchmark (issue #6)"))
-    p.set_defaults(func=cmd_bench)
+    p = sub.add_parser("publish", help="copy a run's weights, log and settings into the package (mvlib/pretrained)")
+    p.add_argument("--run-dir", required=True)
+    p.add_argument("--name", default="xxs-flowers")
+    p.add_argument("--weights", help="'best' or a weights file; default: the last epoch's")
+    p.add_argument("--image-size", type=int, help="the input size the weights are meant to be used at (default: the training size)")
+    p.add_argument("--command", help="the command that trained the run, recorded in run.json")
+    p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser("run", help="the main job: train (resuming) -> evaluate -> export")
     train_args(p)

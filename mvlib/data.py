@@ -1,54 +1,54 @@
-"""tf_flowers as ``tf.data`` pipelines for training and validation, from tfds, a local folder or synthetic images.
+"""tf_flowers for every Keras backend: decoded once into memory, augmented with numpy + Pillow.
 
-``load_flowers()`` returns a ``FlowerData`` whose ``train`` and ``val`` datasets yield batches of
-``(images, one_hot_labels)``: float32 RGB pixels in [0, 255] (the models rescale internally) and float32
-one-hot labels. Preprocessing follows the keras-io MobileViT example:
+``load_flowers()`` returns a :class:`FlowerData`. Its ``train`` / ``train_stream(...)`` and ``val`` are
+``keras.utils.PyDataset`` objects yielding batches of ``(images, one_hot_labels)``: float32 RGB pixels
+in [0, 255] (the models rescale internally) and float32 one-hot labels. ``model.fit`` takes them on
+TensorFlow, JAX and PyTorch alike, and a plain ``for images, labels in data.val`` works too. Nothing
+here imports TensorFlow (only the ``"tfds"`` source does).
 
-* training: resize to ``image_size + 24`` (280 for 256), random crop ``image_size``, random left-right flip;
-* evaluation: resize to ``image_size``;
-* batches of 64, training shuffled, ``prefetch(AUTOTUNE)``.
+Preprocessing follows the keras-io MobileViT example:
 
-One deliberate difference: images are decoded and resized once, rounded to uint8 and kept in memory
-(``.cache()``), so later epochs skip JPEG decoding. That keeps the full training set at ~700 MB instead of
-2.8 GB of float32, and moves each pixel by at most half a grey level from the example's float values.
-Random crop, flip and shuffling come after the cache, so every epoch still sees new augmentations; they
-use stateless ops with per-image seeds redrawn each epoch, because stateful random ops inside ``tf.data``
-repeat the same crops every epoch once a global seed is set (``keras.utils.set_random_seed``).
+* every photo is decoded and resized once (bilinear) and kept in memory as uint8: training images at
+  ``image_size + 24`` (280 for 256), validation images at ``image_size``. For the 2,972 training
+  photos that is ~700 MB;
+* training: a random ``image_size`` crop + random left-right flip (``augment="keras-io"``, the
+  example's), or a random-resized crop (``"inception"``: a random part of the image, resized to
+  ``image_size``, then flipped). :func:`augment` is the one definition of both;
+* evaluation: the cached ``image_size`` image as it is.
 
-``FlowerData.train_stream(initial_epoch, augment, ...)`` is the resumable variant for ``mvlib.train``: an
-endless stream whose epoch ``e`` depends only on (seed, e), with "keras-io" or "inception" augmentation.
+Every random draw comes from ``numpy.random.default_rng((seed, epoch, pass, position))``, so epoch ``e``
+of the training stream is a function of (seed, e) alone: a run resumed at epoch ``e`` sees exactly the
+batches an uninterrupted run would have, whichever backend and however many worker threads.
 
 Where the data comes from (``source=``):
 
-* ``"tfds"``: ``tfds.load("tf_flowers")`` with the example's split ``train[:90%]`` / ``train[90%:]``.
-  Its class order is tfds's (dandelion, daisy, tulips, sunflowers, roses), not alphabetical.
+* ``"tfds"``: ``tfds.load("tf_flowers")`` with the example's split ``train[:90%]`` / ``train[90%:]``
+  (needs ``tensorflow-datasets``, hence TensorFlow). Its class order is tfds's, not alphabetical.
 * ``"folder"``: ``<root>/<class>/<image>`` (TensorFlow's ``flower_photos`` layout). Classes are the
-  sorted folder names; the 90/10 split is stratified and fixed by ``seed`` (tfds's order cannot be
-  reproduced from files, so this is the offline equivalent, not the same split).
+  sorted folder names; the 90/10 split is stratified and fixed by ``seed``.
 * ``"synthetic"``: generated JPEGs of coloured shapes in the same layout, for checking pipelines and
   training loops without the photos. Accuracy on them says nothing about flowers.
 * ``"auto"``: a folder you named (``data_dir`` or ``MVLIB_DATA_DIR``), else tfds (when already prepared
   or its download host answers), else ``default_data_dir()``, else ``DataSourceError``.
 
-Bad files in a folder never stop training halfway: every candidate file is decoded once before the
-pipeline is built (see ``find_unreadable``). What counts as a candidate:
+Bad files in a folder never stop training halfway: every file is decoded while loading. What counts:
 
 * at the root, only non-hidden folders are classes; files there (README, checksum lists) are ignored;
 * inside a class folder, every non-hidden file is a candidate whatever its extension: PNG, GIF, BMP,
   WebP, grayscale and CMYK JPEGs decode to RGB and are used; anything that does not decode (corrupt or
-  truncated JPEG, README.txt, empty file) is left out and reported, in ``FlowerData.skipped`` and in a
-  ``SkippedFilesWarning``;
-* hidden entries (``.DS_Store``, ``._x.jpg`` AppleDouble files, ``.ipynb_checkpoints``) are operating-system
-  or tool metadata, never photos, and are ignored without a report; nested sub-folders are not read;
+  truncated JPEG, README.txt, empty file) is left out and reported, in ``FlowerData.skipped`` and in one
+  ``SkippedFilesWarning`` (Pillow raises instead of printing libjpeg's own messages);
+* hidden entries (``.DS_Store``, ``._x.jpg``, ``.ipynb_checkpoints``) are ignored without a report;
 * a missing root, a root without class folders, an empty class folder, or a class whose every file is
   unreadable raises ``DataSourceError`` naming the path.
 """
 
 from __future__ import annotations
 
+import io
 import logging
+import math
 import os
-import re
 import shutil
 import socket
 import tempfile
@@ -57,42 +57,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import keras
 import numpy as np
+from PIL import Image, ImageOps
 
-import mvlib  # noqa: F401  (quiet TensorFlow start-up)
-import tensorflow as tf
-
-__all__ = [
-    "DataSourceError",
-    "augment_image",
-    "FlowerData",
-    "SkippedFilesWarning",
-    "decode_image",
-    "resize_rounded",
-    "default_data_dir",
-    "find_unreadable",
-    "tfds_available",
-    "list_image_files",
-    "load_flowers",
-    "load_image",
-    "make_synthetic_flowers",
-    "preprocess_eval",
-    "preprocess_train",
-    "split_stratified",
-]
-
-AUTOTUNE = tf.data.AUTOTUNE
 RESIZE_MARGIN = 24  # keras-io: resize to 280, random-crop 256
 TFDS_NAME = "tf_flowers"
 TFDS_SPLITS = ["train[:90%]", "train[90%:]"]  # the keras-io example's split
 TFDS_DOWNLOAD_HOST = "storage.googleapis.com"  # where tfds fetches flower_photos.tgz
 SYNTHETIC_CLASSES = ("daisy", "dandelion", "roses", "sunflowers", "tulips")
-SYNTHETIC_PER_CLASS = 60
-SYNTHETIC_IMAGE_SIZE = 128
 SYNTHETIC_MARKER = "SYNTHETIC.txt"
 SOURCES = ("auto", "tfds", "folder", "synthetic")
-AUGMENTATIONS = ("keras-io", "inception", "none")  # train_stream(augment=...)
-INCEPTION_AREA = (0.08, 1.0)  # random-resized crop as in ml-cvnets / torchvision
+AUGMENTATIONS = ("keras-io", "inception", "none")
+INCEPTION_AREA = (0.25, 1.0)  # share of the image a random-resized crop keeps (torchvision: 0.08-1; see train.py)
 INCEPTION_ASPECT = (3 / 4, 4 / 3)
 
 
@@ -104,91 +81,210 @@ class SkippedFilesWarning(UserWarning):
     """Some files in a class folder could not be decoded and were left out (listed in ``FlowerData.skipped``)."""
 
 
+# --- one image ----------------------------------------------------------------------------------------
+
+
+def decode_image(source: str | os.PathLike | bytes) -> np.ndarray:
+    """A file path or encoded bytes -> uint8 RGB ``(H, W, 3)``.
+
+    JPEG, PNG, GIF (first frame), BMP, WebP; grayscale, RGBA and CMYK become RGB, so every image has
+    the model's 3 channels. Raises ``OSError`` (Pillow's ``UnidentifiedImageError`` is one) for files
+    that are not images or are truncated.
+    """
+    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def resize(image: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear resize to ``size x size`` (aspect ratio not kept, as in the example), uint8 in and out."""
+    if image.shape[:2] == (size, size):
+        return image
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+
+
+def load_image(path: str | os.PathLike, image_size: int = 256) -> np.ndarray:
+    """One file as the validation split sees it: float32 ``(image_size, image_size, 3)`` in [0, 255]."""
+    return resize(decode_image(path), image_size).astype(np.float32)
+
+
+def augment(image: np.ndarray, image_size: int, mode: str, rng: np.random.Generator) -> np.ndarray:
+    """Training augmentation of one cached uint8 image -> float32 ``(image_size, image_size, 3)``.
+
+    ``"keras-io"``: a random ``image_size`` square of the (``image_size + 24``) image, then a random
+    left-right flip. ``"inception"``: a random rectangle with ``INCEPTION_AREA`` of the area and an aspect
+    ratio in ``INCEPTION_ASPECT`` (log-uniform), resized to ``image_size``, then the flip. ``"none"``:
+    resized to ``image_size`` only. ``rng`` makes every draw, so the same generator state gives the same
+    pixels.
+    """
+    height, width = image.shape[:2]
+    if mode == "keras-io":
+        top, left = rng.integers(0, height - image_size + 1), rng.integers(0, width - image_size + 1)
+        out = image[top : top + image_size, left : left + image_size]
+    elif mode == "inception":
+        for _ in range(10):  # rejection sampling as torchvision's RandomResizedCrop; fall back to the whole image
+            area = height * width * rng.uniform(*INCEPTION_AREA)
+            aspect = math.exp(rng.uniform(*np.log(INCEPTION_ASPECT)))
+            w, h = round(math.sqrt(area * aspect)), round(math.sqrt(area / aspect))
+            if 0 < w <= width and 0 < h <= height:
+                top, left = rng.integers(0, height - h + 1), rng.integers(0, width - w + 1)
+                break
+        else:
+            top, left, h, w = 0, 0, height, width
+        crop = Image.fromarray(image).resize((image_size, image_size), Image.BILINEAR, box=(left, top, left + w, top + h))
+        out = np.asarray(crop)
+    elif mode == "none":
+        return resize(image, image_size).astype(np.float32)
+    else:
+        raise ValueError(f"unknown augment {mode!r}; valid: {', '.join(AUGMENTATIONS)}")
+    if rng.random() < 0.5:
+        out = out[:, ::-1]
+    return out.astype(np.float32)
+
+
+# --- batches ------------------------------------------------------------------------------------------
+
+
+class Batches(keras.utils.PyDataset):
+    """Fixed batches of cached uint8 images as ``(float32 images, one-hot labels)``, in order (evaluation)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, num_classes: int, batch_size: int = 64):
+        super().__init__()
+        self.images, self.labels, self.num_classes, self.batch_size = images, labels, num_classes, batch_size
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.images) / self.batch_size)
+
+    def __getitem__(self, index: int):
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        part = slice(index * self.batch_size, (index + 1) * self.batch_size)
+        return self.images[part].astype(np.float32), one_hot(self.labels[part], self.num_classes)
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+
+class TrainStream(keras.utils.PyDataset):
+    """Augmented training batches, epoch after epoch from ``initial_epoch``, reproducible from (seed, epoch).
+
+    Epoch ``e`` reads the endless sequence "permutation 0 of the training images, then permutation 1,
+    ..." where permutation ``p`` and the augmentation of the image at position ``i`` are drawn from
+    ``(seed, e, p)`` and ``(seed, e, p, i)``. An epoch is ``steps_per_epoch`` full batches (default
+    ``ceil(n / batch_size)``: every image once, the last batch topped up from permutation 1), so every
+    batch has the same shape (one compiled step; batches split evenly across devices). Keras calls
+    ``on_epoch_end`` after each epoch, which moves the stream to the next one. Batches are built by
+    ``workers`` threads (Pillow and numpy release the GIL).
+    """
+
+    def __init__(self, images, labels, num_classes, *, image_size, augment_mode="keras-io", batch_size=64,
+                 seed=42, initial_epoch=0, steps_per_epoch=None, workers=None):
+        if augment_mode not in AUGMENTATIONS:
+            raise ValueError(f"unknown augment {augment_mode!r}; valid: {', '.join(AUGMENTATIONS)}")
+        if len(images) == 0:
+            raise ValueError("no training images: an endless stream of empty epochs would never yield")
+        if steps_per_epoch is not None and steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be None or >= 1, got {steps_per_epoch!r}")
+        workers = workers or min(16, os.cpu_count() or 1)
+        super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=2 * workers)
+        self.images, self.labels, self.num_classes = images, labels, num_classes
+        self.image_size, self.augment_mode, self.batch_size, self.seed = image_size, augment_mode, batch_size, seed
+        self.epoch = initial_epoch
+        self.steps = steps_per_epoch or math.ceil(len(images) / batch_size)
+        self._orders: dict[tuple[int, int], np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def _order(self, epoch: int, pass_index: int) -> np.ndarray:
+        key = (epoch, pass_index)
+        if key not in self._orders:
+            self._orders = {k: v for k, v in self._orders.items() if k[0] == epoch}  # forget older epochs
+            self._orders[key] = np.random.default_rng((self.seed, epoch, pass_index)).permutation(len(self.images))
+        return self._orders[key]
+
+    def batch(self, epoch: int, index: int):
+        """Batch ``index`` of epoch ``epoch`` (what ``stream[index]`` returns during that epoch)."""
+        n, images = len(self.images), []
+        positions = range(index * self.batch_size, (index + 1) * self.batch_size)
+        picked = [(p // n, p % n) for p in positions]
+        for pass_index, i in picked:
+            rng = np.random.default_rng((self.seed, epoch, pass_index, i))
+            image = self.images[self._order(epoch, pass_index)[i]]
+            images.append(augment(image, self.image_size, self.augment_mode, rng))
+        labels = [self.labels[self._order(epoch, p)[i]] for p, i in picked]
+        return np.stack(images), one_hot(np.array(labels), self.num_classes)
+
+    def __getitem__(self, index: int):
+        if not 0 <= index < self.steps:
+            raise IndexError(index)
+        return self.batch(self.epoch, index)
+
+    def __iter__(self):
+        return (self[i] for i in range(self.steps))
+
+    def on_epoch_end(self):
+        self.epoch += 1
+
+
+def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    return np.eye(num_classes, dtype=np.float32)[np.asarray(labels, dtype=np.int64)]
+
+
 @dataclass
 class FlowerData:
-    """The two pipelines plus what a notebook needs to say where they came from."""
+    """The decoded photos in memory plus what a notebook needs to say where they came from."""
 
-    train: tf.data.Dataset
-    val: tf.data.Dataset
+    train_images: np.ndarray  # uint8 (n, image_size + 24, image_size + 24, 3), or image_size when augment=False
+    train_labels: np.ndarray
+    val_images: np.ndarray  # uint8 (n, image_size, image_size, 3)
+    val_labels: np.ndarray
     class_names: list[str]
     source: str  # "tfds" | "folder" | "synthetic"
-    num_train: int
-    num_val: int
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     data_dir: str | None = None  # the folder read, for "folder" and "synthetic"
     image_size: int = 256
     batch_size: int = 64
     seed: int = 42
-    _train_cache: tf.data.Dataset | None = field(default=None, repr=False)  # resized uint8 training images
-    _cached: bool = field(default=True, repr=False)
+    augment: str = "keras-io"  # what ``train`` uses
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def train_stream(
-        self,
-        initial_epoch: int = 0,
-        augment: str = "keras-io",
-        batch_size: int | None = None,
-        seed: int | None = None,
-        steps_per_epoch: int | None = None,
-    ) -> tf.data.Dataset:
-        """Endless training batches, epoch after epoch from ``initial_epoch``, reproducible from (seed, epoch).
+    @property
+    def num_train(self) -> int:
+        return len(self.train_images)
 
-        Epoch ``e`` visits every training image once, in an order and with augmentations drawn from
-        stateless seeds derived from (seed, e, position), never from TensorFlow's global seed, so a run
-        resumed at epoch ``e`` sees exactly the batches an uninterrupted run would have. Batches do not
-        straddle epochs: ``steps_per_epoch = ceil(num_train / batch_size)`` keeps Keras's epochs aligned
-        with the stream's. With ``steps_per_epoch`` (quick mode, or longer epochs) every epoch yields
-        exactly that many batches: the first ones of epoch ``e``'s pass, continued by further passes seeded
-        from (seed, e, pass) if needed, so resuming stays exact whatever the epoch length. ``augment``: "keras-io" (random crop of the cached ``image_size + 24`` image,
-        flip), "inception" (random-resized crop: 8-100% of the area, aspect 3/4-4/3, then flip) or "none".
-        Reads the same in-memory cache as ``train``; fills it first if no epoch has yet. (After
-        ``load_flowers(augment=False)`` that cache holds ``image_size`` images, so "keras-io" only flips.)
-        """
-        if augment not in AUGMENTATIONS:
-            raise ValueError(f"unknown augment {augment!r}; valid: {', '.join(AUGMENTATIONS)}")
-        if self._train_cache is None:
-            raise ValueError("train_stream needs a FlowerData made by load_flowers")
-        if self.num_train == 0:
-            raise ValueError("no training images: an endless stream of empty epochs would never yield")
-        if self.source == "tfds" and not self._cached:
-            raise ValueError("train_stream on tfds data needs load_flowers(cache=True) (tfds has no random access)")
-        cache, n, num_classes, size = self._train_cache, self.num_train, self.num_classes, self.image_size
-        batch_size = batch_size or self.batch_size
-        seed = tf.constant(self.seed if seed is None else seed, tf.int64)
-        if self._cached:
-            for _ in cache:  # a full pass completes the cache (a no-op walk through memory once it is)
-                pass
+    @property
+    def num_val(self) -> int:
+        return len(self.val_images)
 
-        if steps_per_epoch is not None and steps_per_epoch < 1:
-            raise ValueError(f"steps_per_epoch must be None or >= 1, got {steps_per_epoch!r}")
-        endless = np.iinfo(np.int64).max
+    @property
+    def train(self) -> TrainStream:
+        """Epoch 0 of the training stream with this data's default augmentation."""
+        return self.train_stream(augment=self.augment)
 
-        def one_pass(epoch, pass_index):
-            """Every training image once, order and augmentation from (seed, epoch, pass_index)."""
-            pass_seed = tf.stack([seed, epoch])
-            if pass_index is not None:  # pass 0 is the plain epoch; later passes get their own seeds
-                further = tf.random.experimental.stateless_fold_in(pass_seed, -pass_index)
-                pass_seed = tf.where(pass_index == 0, pass_seed, further)
-            order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=pass_seed)
+    @property
+    def val(self) -> Batches:
+        return Batches(self.val_images, self.val_labels, self.num_classes, self.batch_size)
 
-            def element(position, index):
-                image, label = tf.data.experimental.at(cache, index)
-                element_seed = tf.random.experimental.stateless_fold_in(pass_seed, position)
-                return augment_image(image, size, augment, element_seed), tf.one_hot(label, num_classes)
+    def train_stream(self, initial_epoch: int = 0, augment: str | None = None, batch_size: int | None = None,
+                     seed: int | None = None, steps_per_epoch: int | None = None, workers: int | None = None) -> TrainStream:
+        """The training stream from ``initial_epoch`` (see :class:`TrainStream`)."""
+        if augment == "keras-io" and self.train_images.shape[1] < self.image_size + RESIZE_MARGIN:
+            augment = "none"  # load_flowers(augment=False) cached image_size images: nothing to crop from
+        return TrainStream(
+            self.train_images, self.train_labels, self.num_classes, image_size=self.image_size,
+            augment_mode=augment or self.augment, batch_size=batch_size or self.batch_size,
+            seed=self.seed if seed is None else seed, initial_epoch=initial_epoch,
+            steps_per_epoch=steps_per_epoch, workers=workers,
+        )
 
-            positions = tf.data.Dataset.from_tensor_slices((tf.range(n, dtype=tf.int64), order))
-            return positions.map(element, num_parallel_calls=AUTOTUNE).batch(batch_size)
-
-        def one_epoch(epoch):
-            if steps_per_epoch is None:
-                return one_pass(epoch, None)
-            passes = tf.data.Dataset.range(endless).flat_map(lambda p: one_pass(epoch, p))
-            return passes.take(steps_per_epoch)
-
-        return tf.data.Dataset.range(initial_epoch, endless).flat_map(one_epoch).prefetch(AUTOTUNE)
+    def balanced_images(self, split: str, limit: int) -> np.ndarray:
+        """Up to ``limit`` float32 images of ``split`` ("train" at ``image_size``, or "val"), classes in turn."""
+        images, labels = (self.val_images, self.val_labels) if split == "val" else (self.train_images, self.train_labels)
+        order = _round_robin(labels, limit)
+        return np.stack([resize(images[i], self.image_size) for i in order]).astype(np.float32)
 
     def describe(self) -> str:
         """One line for a notebook cell or a log: source, sizes, classes, skipped files."""
@@ -206,87 +302,15 @@ class FlowerData:
         return text
 
 
-# --- one image ----------------------------------------------------------------------------------------
-
-
-def decode_image(contents: tf.Tensor | bytes) -> tf.Tensor:
-    """Encoded bytes -> uint8 RGB (H, W, 3).
-
-    ``decode_image`` rather than ``decode_jpeg`` so PNG, GIF (first frame), BMP and WebP work too, and
-    ``channels=3`` turns grayscale, RGBA and CMYK into RGB, so every image has the model's 3 channels.
-    """
-    image = tf.io.decode_image(contents, channels=3, dtype=tf.uint8, expand_animations=False)
-    image.set_shape([None, None, 3])
-    return image
-
-
-def resize_rounded(image: tf.Tensor, size: int | tuple[int, int]) -> tf.Tensor:
-    """Bilinear resize (as the example) rounded back to uint8: 4x less memory in the cache, error <= 0.5.
-
-    The evaluation preprocessing; :class:`mvlib.predict.LiteRTPredictor` uses it too, so a photo gets the
-    same pixels in both."""
-    resized = tf.image.resize(image, (size, size) if isinstance(size, int) else size)
-    return tf.saturate_cast(tf.round(resized), tf.uint8)
-
-
-def _crop_and_flip(image: tf.Tensor, image_size: int) -> tf.Tensor:
-    """The example's augmentation: a random ``image_size`` square and a random left-right flip."""
-    image = tf.image.random_crop(image, (image_size, image_size, 3))
-    return tf.image.random_flip_left_right(image)
-
-
-def augment_image(image: tf.Tensor, image_size: int, mode: str, seed: tf.Tensor) -> tf.Tensor:
-    """Seeded (stateless) training augmentation of one cached image -> float32 (image_size, image_size, 3).
-
-    The same ``seed`` (shape [2]) always gives the same crop and flip, whatever TensorFlow's global seed
-    is; ``train_stream`` uses this so resumed runs repeat their batches exactly.
-    """
-    flip_seed = tf.random.experimental.stateless_fold_in(seed, 1)
-    if mode == "keras-io":
-        image = tf.cast(tf.image.stateless_random_crop(image, (image_size, image_size, 3), seed=seed), tf.float32)
-    elif mode == "inception":
-        begin, crop, _ = tf.image.stateless_sample_distorted_bounding_box(
-            tf.shape(image),
-            bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
-            seed=seed,
-            min_object_covered=0.0,
-            aspect_ratio_range=INCEPTION_ASPECT,
-            area_range=INCEPTION_AREA,
-            max_attempts=10,
-            use_image_if_no_bounding_boxes=True,
-        )
-        image = tf.image.resize(tf.slice(image, begin, crop), (image_size, image_size))
-    else:  # "none": resize only, no flip (exactly the evaluation pixels when cached at image_size)
-        if image.shape[0] == image_size and image.shape[1] == image_size:
-            return tf.cast(image, tf.float32)
-        return tf.image.resize(image, (image_size, image_size))
-    return tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
-
-
-def preprocess_train(image, label, image_size: int = 256, num_classes: int = 5):
-    """Training preprocessing of the keras-io example, for one decoded image (e.g. to show augmentation).
-
-    Resize to ``image_size + 24``, random crop to ``image_size``, random flip; float32 in [0, 255] and a
-    one-hot label. The pipelines do the same, with the resize done once before the cache.
-    """
-    margin = image_size + RESIZE_MARGIN
-    image = tf.image.resize(image, (margin, margin))
-    return _crop_and_flip(image, image_size), tf.one_hot(label, num_classes)
-
-
-def preprocess_eval(image, label, image_size: int = 256, num_classes: int = 5):
-    """Evaluation preprocessing of the keras-io example: resize to ``image_size``; float32 [0, 255], one-hot label."""
-    return tf.image.resize(image, (image_size, image_size)), tf.one_hot(label, num_classes)
-
-
-def load_image(path: str | os.PathLike, image_size: int = 256) -> tf.Tensor:
-    """One file as the validation pipeline sees it: float32 (image_size, image_size, 3) in [0, 255].
-
-    Rounded to whole grey levels like the cached validation images, so a predictor given this file gets
-    exactly the pixels the evaluation metrics were computed on.
-    """
-    image = decode_image(tf.io.read_file(str(path)))
-    return tf.cast(resize_rounded(image, image_size), tf.float32)
+def _round_robin(labels, limit: int | None) -> list[int]:
+    """Indices of at most ``limit`` items, taking the classes in turn so a small slice covers every class."""
+    queues: dict[int, list[int]] = {}
+    for index, label in enumerate(labels):
+        queues.setdefault(int(label), []).append(index)
+    picked: list[int] = []
+    for i in range(max((len(q) for q in queues.values()), default=0)):
+        picked += [q[i] for _, q in sorted(queues.items()) if i < len(q)]
+    return picked if limit is None else picked[:limit]
 
 
 # --- folders ------------------------------------------------------------------------------------------
@@ -309,8 +333,8 @@ def list_image_files(root: str | os.PathLike) -> tuple[list[str], list[int], lis
     """``<root>/<class>/<file>`` -> (paths, labels, class_names), classes in sorted folder-name order.
 
     Files directly in ``root`` (README, checksums) are not images of any class and are ignored; every
-    non-hidden file inside a class folder is returned, whatever its extension, so that ``find_unreadable``
-    can report the ones that are not images instead of dropping them silently.
+    non-hidden file inside a class folder is returned, whatever its extension, so that the loader can
+    report the ones that are not images instead of dropping them silently.
     """
     root = Path(root).expanduser().absolute()
     if not root.is_dir():
@@ -362,83 +386,24 @@ def split_stratified(paths, labels, val_fraction: float = 0.1, seed: int = 42):
     return train_paths, train_labels, val_paths, val_labels
 
 
-def _take_per_class_round_robin(paths, labels, limit: int | None):
-    """At most ``limit`` items, taking classes in turn so a small slice still covers every class."""
-    if limit is None:
-        return list(paths), list(labels)
-    queues: dict[int, list[str]] = {}
-    for path, label in zip(paths, labels):
-        queues.setdefault(int(label), []).append(path)
-    picked: list[tuple[str, int]] = []
-    for i in range(max((len(q) for q in queues.values()), default=0)):
-        picked += [(q[i], label) for label, q in sorted(queues.items()) if i < len(q)]
-    picked = picked[:limit]
-    return [p for p, _ in picked], [y for _, y in picked]
-
-
-# --- validation of files --------------------------------------------------------------------------------
-
-_checked: dict[tuple[str, int, int], str | None] = {}  # (path, size, mtime_ns) -> reason, None if it decodes
-
-
-def _clean_tf_message(message: str) -> str:
-    """Strip TensorFlow's op-name decoration: '{{function_node ...}} Unknown image file format. [Op:DecodeImage]'."""
-    message = re.sub(r"^\{\{[^}]*\}\}\s*", "", message.strip())
-    return re.sub(r"\s*\[Op:\w+\]$", "", message)
-
-
-def _why_unreadable(path: str) -> str | None:
-    """None if ``decode_image`` can decode the file (as the pipeline will), else a one-line reason."""
+def _decode_resized(path: str, size: int) -> np.ndarray | str:
+    """The resized uint8 image, or a one-line reason why the file cannot be used."""
     try:
-        with open(path, "rb") as f:
-            contents = f.read()
-    except OSError as e:
-        return f"cannot read file: {e.strerror or e}"
-    try:
-        decode_image(contents)
-    except tf.errors.OpError as e:
-        return _clean_tf_message(e.message)
-    return None
+        return resize(decode_image(path), size)
+    except OSError as e:  # unreadable, not an image, truncated (Pillow's errors are OSErrors)
+        return str(e).split("\n")[0] or type(e).__name__
+    except (ValueError, Image.DecompressionBombError) as e:
+        return f"{type(e).__name__}: {e}"
 
 
-def _file_key(path: str) -> tuple[str, int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (path, st.st_size, st.st_mtime_ns)
-
-
-def find_unreadable(paths, workers: int | None = None) -> dict[str, str]:
-    """Decode every file once, in parallel threads (TensorFlow releases the GIL) -> {path: reason} for failures.
-
-    A full decode, not a header check, because truncated JPEGs have valid headers. Results are remembered
-    in this process by (path, size, mtime), so a second ``load_flowers`` call does not decode again.
-    """
-    keys = {str(p): _file_key(str(p)) for p in paths}
-    todo = [p for p, key in keys.items() if key not in _checked]  # unstat-able files (key None) always re-checked
-    workers = workers or min(16, 2 * (os.cpu_count() or 1))
-    with ThreadPoolExecutor(workers) as pool:
-        reasons = dict(zip(todo, pool.map(_why_unreadable, todo)))
-    for path, reason in reasons.items():
-        if keys[path] is not None:
-            _checked[keys[path]] = reason
-    results = {p: reasons[p] if p in reasons else _checked[key] for p, key in keys.items()}
-    return {p: reason for p, reason in results.items() if reason is not None}
-
-
-def _drop_unreadable(paths, labels, class_names, root):
-    """Keep the decodable files; report the others; fail if a class is left with nothing but bad files."""
-    bad = find_unreadable(paths)
-    keep = [(p, y) for p, y in zip(paths, labels) if p not in bad]
-    emptied = sorted(set(labels) - {y for _, y in keep})
-    if emptied:
-        folder = Path(root) / class_names[emptied[0]]
-        example = next(p for p, y in zip(paths, labels) if y == emptied[0])
-        raise DataSourceError(
-            f"class folder {folder} has no readable images; e.g. {Path(example).name}: {bad[example]}"
-        )
-    return [p for p, _ in keep], [y for _, y in keep], sorted(bad.items())
+def _decode_all(paths, labels, size: int) -> tuple[np.ndarray, np.ndarray, list]:
+    """Decode + resize every file in parallel threads -> (images, labels, [(path, reason) of the unreadable])."""
+    with ThreadPoolExecutor(min(16, 2 * (os.cpu_count() or 1))) as pool:
+        results = list(pool.map(lambda p: _decode_resized(p, size), paths))
+    good = [i for i, r in enumerate(results) if isinstance(r, np.ndarray)]
+    skipped = [(paths[i], results[i]) for i, r in enumerate(results) if not isinstance(r, np.ndarray)]
+    images = np.stack([results[i] for i in good]) if good else np.zeros((0, size, size, 3), np.uint8)
+    return images, np.array([labels[i] for i in good], np.int64), skipped
 
 
 def _warn_skipped(skipped, root, shown: int = 5) -> None:
@@ -450,92 +415,42 @@ def _warn_skipped(skipped, root, shown: int = 5) -> None:
         f"skipped {len(skipped)} file(s) under {root} that do not decode as images "
         f"(full list in FlowerData.skipped):\n{lines}{more}",
         SkippedFilesWarning,
-        stacklevel=4,  # the caller of load_flowers
+        stacklevel=3,  # the caller of load_flowers
     )
 
 
-# --- pipelines ------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Settings:
-    """What ``load_flowers`` was asked for, passed down to the pipeline builder in one piece."""
-
-    image_size: int
-    batch_size: int
-    seed: int
-    augment: bool
-    shuffle: bool
-    cache: bool
-
-
-def _build(train_images, val_images, class_names, source, settings: _Settings, skipped=(), data_dir=None) -> FlowerData:
-    """(uint8 image, label) datasets -> FlowerData with the batched train and val pipelines.
-
-    Resize once, round to uint8 and cache; crop/flip, shuffle and float conversion come after the cache
-    so augmentation and order change every epoch while decoding happens only in the first.
-    """
-    s, num_classes = settings, len(class_names)
-    num_train, num_val = _count(train_images), _count(val_images)
-
-    def resized(ds, size):
-        ds = ds.map(lambda image, label: (resize_rounded(image, size), label), num_parallel_calls=AUTOTUNE)
-        return ds.cache() if s.cache else ds
-
-    def train_step(element, seed):
-        image, label = element
-        image = augment_image(image, s.image_size, "keras-io" if s.augment else "none", seed)
-        return image, tf.one_hot(label, num_classes)
-
-    def eval_step(image, label):
-        return tf.cast(image, tf.float32), tf.one_hot(label, num_classes)
-
-    train_cache = resized(train_images, s.image_size + RESIZE_MARGIN if s.augment else s.image_size)
-    train = train_cache
-    if s.shuffle:
-        # Cached elements are shared, not copied, so a whole-epoch buffer costs no memory; uncached, the
-        # example's 10 batches keep memory bounded.
-        buffer = max(num_train, 1) if s.cache else 10 * s.batch_size
-        train = train.shuffle(buffer, seed=s.seed, reshuffle_each_iteration=True)
-    # One stateless seed per image, redrawn every epoch: stateful random ops inside tf.data would repeat
-    # the same crops every epoch once a global seed is set (keras.utils.set_random_seed).
-    seeds = tf.data.Dataset.random(seed=s.seed, rerandomize_each_iteration=True).batch(2)
-    train = tf.data.Dataset.zip(train, seeds).map(train_step, num_parallel_calls=AUTOTUNE)
-    train = train.batch(s.batch_size).prefetch(AUTOTUNE)
-    val = resized(val_images, s.image_size).map(eval_step, num_parallel_calls=AUTOTUNE)
-    val = val.batch(s.batch_size).prefetch(AUTOTUNE)
-    return FlowerData(
-        train, val, list(class_names), source, num_train, num_val, sorted(skipped), data_dir,
-        image_size=s.image_size, batch_size=s.batch_size, seed=s.seed, _train_cache=train_cache, _cached=s.cache,
-    )
-
-
-def _count(ds: tf.data.Dataset) -> int:
-    n = int(ds.cardinality())
-    return n if n >= 0 else sum(1 for _ in ds)  # unknown cardinality: count once (small data sets)
-
-
-def _files_dataset(paths, labels) -> tf.data.Dataset:
-    ds = tf.data.Dataset.from_tensor_slices((tf.constant(paths, tf.string), tf.constant(labels, tf.int32)))
-    return ds.map(lambda path, label: (decode_image(tf.io.read_file(path)), label), num_parallel_calls=AUTOTUNE)
-
-
-def _load_folder(root, source: str, settings: _Settings, val_fraction: float, limit: int | None) -> FlowerData:
+def _load_folder(root, source: str, s: dict, limit: int | None) -> FlowerData:
     root = Path(root).expanduser().absolute()
     paths, labels, class_names = list_image_files(root)
-    train_p, train_y, val_p, val_y = split_stratified(paths, labels, val_fraction, settings.seed)
-    train_p, train_y = _take_per_class_round_robin(train_p, train_y, limit)
-    val_p, val_y = _take_per_class_round_robin(val_p, val_y, limit)
-    train_p, train_y, skipped_train = _drop_unreadable(train_p, train_y, class_names, root)
-    val_p, val_y, skipped_val = _drop_unreadable(val_p, val_y, class_names, root) if val_p else ([], [], [])
+    train_p, train_y, val_p, val_y = split_stratified(paths, labels, s["val_fraction"], s["seed"])
+    train_p, train_y = _limited(train_p, train_y, limit)
+    val_p, val_y = _limited(val_p, val_y, limit)
+    train_x, train_y_kept, skipped_train = _decode_all(train_p, train_y, _train_size(s))
+    val_x, val_y_kept, skipped_val = _decode_all(val_p, val_y, s["image_size"])
     skipped = sorted(skipped_train + skipped_val)
+    emptied = sorted(set(train_y + val_y) - set(train_y_kept.tolist() + val_y_kept.tolist()))
+    if emptied:
+        reasons = dict(skipped)
+        example = next(p for p, y in zip(train_p + val_p, train_y + val_y) if y == emptied[0])
+        raise DataSourceError(f"class folder {root / class_names[emptied[0]]} has no readable images; "
+                              f"e.g. {Path(example).name}: {reasons[example]}")
     _warn_skipped(skipped, root)
-    if settings.shuffle and train_p:
-        # Files arrive grouped by class; mix them once so even a bounded shuffle buffer sees every class.
-        order = np.random.default_rng(settings.seed).permutation(len(train_p))
-        train_p, train_y = [train_p[i] for i in order], [train_y[i] for i in order]
-    train, val = _files_dataset(train_p, train_y), _files_dataset(val_p, val_y)
-    return _build(train, val, class_names, source, settings, skipped, str(root))
+    return _data(train_x, train_y_kept, val_x, val_y_kept, class_names, source, s, skipped, str(root))
+
+
+def _limited(paths, labels, limit):
+    order = _round_robin(labels, limit)
+    return [paths[i] for i in order], [labels[i] for i in order]
+
+
+def _train_size(s: dict) -> int:
+    return s["image_size"] + RESIZE_MARGIN if s["augment"] else s["image_size"]
+
+
+def _data(train_x, train_y, val_x, val_y, class_names, source, s, skipped=(), data_dir=None) -> FlowerData:
+    return FlowerData(train_x, train_y, val_x, val_y, list(class_names), source, list(skipped), data_dir,
+                      image_size=s["image_size"], batch_size=s["batch_size"], seed=s["seed"],
+                      augment="keras-io" if s["augment"] else "none")
 
 
 # --- tfds -----------------------------------------------------------------------------------------------
@@ -550,10 +465,8 @@ def _host_reachable(host: str, timeout: float = 3.0) -> bool:
 
 
 def tfds_available() -> bool:
-    """Can ``tfds.load("tf_flowers")`` deliver without hanging? Prepared already, or its download host answers.
-
-    Checked first because, offline, tfds would otherwise spend a long time retrying the download.
-    """
+    """Can ``tfds.load("tf_flowers")`` deliver without hanging? Installed, and prepared already or its
+    download host answers (checked first because, offline, tfds would spend a long time retrying)."""
     try:
         import tensorflow_datasets as tfds
     except ImportError:
@@ -571,13 +484,20 @@ def tfds_available() -> bool:
     return _host_reachable(TFDS_DOWNLOAD_HOST)
 
 
-def _load_tfds(settings: _Settings, limit: int | None) -> FlowerData:
+def _load_tfds(s: dict, limit: int | None) -> FlowerData:
     import tensorflow_datasets as tfds
 
     (train, val), info = tfds.load(TFDS_NAME, split=TFDS_SPLITS, as_supervised=True, with_info=True)
     if limit is not None:
         train, val = train.take(limit), val.take(limit)
-    return _build(train, val, info.features["label"].names, "tfds", settings)
+
+    def arrays(split, size):
+        pairs = [(resize(image, size), int(label)) for image, label in tfds.as_numpy(split)]
+        return np.stack([p[0] for p in pairs]), np.array([p[1] for p in pairs], np.int64)
+
+    train_x, train_y = arrays(train, _train_size(s))
+    val_x, val_y = arrays(val, s["image_size"])
+    return _data(train_x, train_y, val_x, val_y, info.features["label"].names, "tfds", s)
 
 
 # --- synthetic ------------------------------------------------------------------------------------------
@@ -589,7 +509,7 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mvlib"
 
 
-def _synthetic_image(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
+def synthetic_image(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
     """A coloured shape on a noisy green background; colour and shape both depend on the class.
 
     Classes: 0 white disc, 1 yellow square, 2 red triangle, 3 orange ring, 4 magenta cross (cycling for
@@ -622,15 +542,15 @@ def _synthetic_image(rng: np.random.Generator, label: int, size: int) -> np.ndar
 
 def make_synthetic_flowers(
     root: str | os.PathLike | None = None,
-    num_per_class: int = SYNTHETIC_PER_CLASS,
-    image_size: int = SYNTHETIC_IMAGE_SIZE,
+    num_per_class: int = 60,
+    image_size: int = 128,
     seed: int = 0,
     class_names=SYNTHETIC_CLASSES,
 ) -> Path:
     """Write ``<root>/<class>/<class>_NNNN.jpg`` JPEGs of class-dependent shapes; return ``root``.
 
-    Real JPEG files (``tf.io.encode_jpeg``), so the folder code path is exercised end to end. The default
-    root is ``$MVLIB_CACHE_DIR`` (or ``~/.cache/mvlib``) ``/synthetic_flowers/n<N>_s<size>_seed<seed>``.
+    Real JPEG files, so the folder code path is exercised end to end. The default root is
+    ``$MVLIB_CACHE_DIR`` (or ``~/.cache/mvlib``) ``/synthetic_flowers/n<N>_s<size>_seed<seed>``.
     A ``SYNTHETIC.txt`` at the root labels the folder and records the parameters: a folder with the same
     parameters is reused, one with other parameters is regenerated, and a non-empty folder without that
     file is never written into (so a typo cannot pour shapes into your photos).
@@ -664,8 +584,7 @@ def make_synthetic_flowers(
         for label, name in enumerate(class_names):
             (tmp / name).mkdir()
             for i in range(num_per_class):
-                jpeg = tf.io.encode_jpeg(_synthetic_image(rng, label, image_size), quality=90)
-                (tmp / name / f"{name}_{i:04d}.jpg").write_bytes(jpeg.numpy())
+                Image.fromarray(synthetic_image(rng, label, image_size)).save(tmp / name / f"{name}_{i:04d}.jpg", quality=90)
         (tmp / SYNTHETIC_MARKER).write_text(
             "SYNTHETIC data made by mvlib.data.make_synthetic_flowers: coloured shapes, not flower photos.\n"
             "Use it to check pipelines and training loops; accuracy on it says nothing about flowers.\n"
@@ -716,45 +635,43 @@ def load_flowers(
     val_fraction: float = 0.1,
     limit: int | None = None,
     augment: bool = True,
-    shuffle: bool = True,
-    cache: bool = True,
 ) -> FlowerData:
-    """tf_flowers as batched ``(float32 images in [0, 255], one-hot labels)`` train/val pipelines.
+    """tf_flowers decoded into memory, with ``train`` / ``train_stream()`` / ``val`` batches (module docstring).
 
     ``source``: "tfds", "folder" (``data_dir``, else ``MVLIB_DATA_DIR``, else ``default_data_dir()``),
-    "synthetic" (generated into ``data_dir`` or the cache folder) or "auto" (see the module docstring).
-    ``limit`` keeps at most that many images per split (quick runs and tests): from a folder, classes in
-    turn; from tfds, the first ``limit`` (its records are already mixed).
-    ``val_fraction`` applies to folders; tfds always uses the example's ``train[90%:]``.
-    ``augment=False`` trains on the evaluation preprocessing; ``shuffle=False`` keeps file order.
+    "synthetic" (generated into ``data_dir`` or the cache folder) or "auto".
+    ``limit`` keeps at most that many images per split, classes in turn (quick runs and tests; from tfds,
+    the first ``limit``: its records are already mixed). ``val_fraction`` applies to folders; tfds always
+    uses the example's ``train[90%:]``. ``augment=False`` caches training images at ``image_size`` (no
+    crop margin), for export calibration and other un-augmented uses.
     """
     _check_args(source, image_size, batch_size, val_fraction, limit)
-    settings = _Settings(image_size, batch_size, seed, augment, shuffle, cache)
+    s = dict(image_size=image_size, batch_size=batch_size, seed=seed, val_fraction=val_fraction, augment=augment)
     named = data_dir if data_dir is not None else os.environ.get("MVLIB_DATA_DIR") or None
 
     if source == "tfds":
         if not tfds_available():
             raise DataSourceError(
-                f"tfds cannot provide {TFDS_NAME}: it is not prepared in the tfds data folder and "
-                f"{TFDS_DOWNLOAD_HOST} is unreachable. Use a local folder (data_dir= or MVLIB_DATA_DIR) "
-                'or source="synthetic".'
+                f"tfds cannot provide {TFDS_NAME}: tensorflow-datasets is not installed, or {TFDS_NAME} is not "
+                f"prepared in its data folder and {TFDS_DOWNLOAD_HOST} is unreachable. Use a local folder "
+                '(data_dir= or MVLIB_DATA_DIR) or source="synthetic".'
             )
-        return _load_tfds(settings, limit)
+        return _load_tfds(s, limit)
     if source == "folder":
-        return _load_folder(named or default_data_dir(), "folder", settings, val_fraction, limit)
+        return _load_folder(named or default_data_dir(), "folder", s, limit)
     if source == "synthetic":
-        return _load_folder(make_synthetic_flowers(data_dir), "synthetic", settings, val_fraction, limit)
+        return _load_folder(make_synthetic_flowers(data_dir), "synthetic", s, limit)
 
     # auto: a folder the user named wins; then tfds; then the project's shared folder.
     if named:
-        return _load_folder(named, "folder", settings, val_fraction, limit)
+        return _load_folder(named, "folder", s, limit)
     if tfds_available():
         try:
-            return _load_tfds(settings, limit)
+            return _load_tfds(s, limit)
         except Exception as e:  # noqa: BLE001  (fall back to the folder; say why)
             warnings.warn(f"tfds could not load {TFDS_NAME} ({type(e).__name__}: {e}); trying a folder", stacklevel=2)
     if default_data_dir().is_dir():
-        return _load_folder(default_data_dir(), "folder", settings, val_fraction, limit)
+        return _load_folder(default_data_dir(), "folder", s, limit)
     raise _no_data_error(
         [
             f"tfds ({TFDS_NAME} not prepared and not downloadable from here)",

@@ -338,13 +338,11 @@ def plot_learning_rates(curves: dict, size: tuple = (7.0, 3.2)):
 
 def augmentation_draws(image, mode: str, draws: int, image_size: int = 256, seed: int = 0) -> list[np.ndarray]:
     """``draws`` training views of one cached image (``image_size + 24`` square for the pipelines) under
-    ``mvlib.data.augment_image(..., mode, ...)``: draw ``i`` uses the stateless seed ``(seed, i)``."""
-    import tensorflow as tf
+    ``mvlib.data.augment(..., mode, ...)``: draw ``i`` uses ``numpy.random.default_rng((seed, i))``."""
+    from mvlib.data import augment
 
-    from mvlib.data import augment_image
-
-    image = tf.convert_to_tensor(image)
-    return [augment_image(image, image_size, mode, tf.constant([seed, i], tf.int64)).numpy() for i in range(draws)]
+    image = np.clip(np.asarray(image), 0, 255).astype(np.uint8)
+    return [augment(image, image_size, mode, np.random.default_rng((seed, i))) for i in range(draws)]
 
 
 def examples_per_class(dataset, num_classes: int, per_class: int):

@@ -58,7 +58,7 @@ from pathlib import Path
 
 import numpy as np
 
-import mvlib  # noqa: F401  (TensorFlow backend, quiet TF start-up)
+import mvlib
 from mvlib.predict import LiteRTRunner, native_stderr_captured
 
 __all__ = [
@@ -197,9 +197,11 @@ def _resize_if_needed(batch: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         raise ValueError(f"expected image batches of shape (N, H, W, 3), got {batch.shape}")
     if tuple(batch.shape[1:3]) == size:
         return batch.astype(np.float32, copy=False)
-    import tensorflow as tf
+    from mvlib.data import resize
 
-    return tf.image.resize(tf.cast(batch, tf.float32), size, method="bilinear").numpy()
+    if size[0] != size[1]:
+        raise ValueError(f"expected a square model input, got {size}")
+    return np.stack([resize(np.clip(image, 0, 255).astype(np.uint8), size[0]) for image in batch]).astype(np.float32)
 
 
 def _collect_images(images, size: tuple[int, int], limit: int) -> np.ndarray:
@@ -222,11 +224,11 @@ def synthetic_images(n: int, size: tuple[int, int], seed: int = 0) -> np.ndarray
     Only a stand-in when no real images are given: they exercise every op and catch NaNs, broken
     shapes and float32 mismatches, but quantization agreement is only meaningful on real images.
     """
-    import tensorflow as tf
+    from PIL import Image
 
     rng = np.random.default_rng(seed)
-    coarse = rng.uniform(0, 255, (n, 8, 8, 3)).astype(np.float32)
-    smooth = tf.image.resize(coarse, size, method="bilinear").numpy()
+    coarse = rng.uniform(0, 255, (n, 8, 8, 3)).astype(np.uint8)
+    smooth = np.stack([np.asarray(Image.fromarray(c).resize(size[::-1], Image.BILINEAR)) for c in coarse]).astype(np.float32)
     return np.clip(smooth + rng.normal(0, 8, smooth.shape), 0, 255).astype(np.float32)
 
 
@@ -391,9 +393,21 @@ def _tf_info_logs_muted():
         logger.setLevel(level)
 
 
+def _tensorflow():
+    """TensorFlow, for the converter; the Keras model must live in the TensorFlow backend to be traced."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise ImportError(
+            f"LiteRT export converts a TensorFlow graph, but Keras runs on {keras.backend.backend()!r}: "
+            "run it with KERAS_BACKEND=tensorflow (weights trained on any backend load there unchanged)"
+        )
+    return mvlib.require("tensorflow", "LiteRT export")
+
+
 def _write_saved_model(model, directory: str, batch_size: int | None) -> None:
     """Keras 3's own SavedModel writer (what ``model.export(format="tf_saved_model")`` does), inference mode."""
-    import tensorflow as tf
+    tf = _tensorflow()
     from keras.export import ExportArchive
 
     height, width = _model_image_size(model)
@@ -419,7 +433,7 @@ def _calibration_dataset(images, size: tuple[int, int], limit: int):
 
 
 def _convert(saved_model_dir: str, kind: str, *, representative=None, allow_flex: bool = False) -> bytes:
-    import tensorflow as tf
+    tf = _tensorflow()
 
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
     ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -613,7 +627,7 @@ def export_seed_recipe(model, path: str | os.PathLike, *, check_images=None) -> 
     variables unfrozen and the model outputs NaN, so this raises :class:`ExportCheckError` (its ``.report``
     shows the NaNs) and leaves no file. It exists to demonstrate the check; don't use it to export.
     """
-    import tensorflow as tf
+    tf = _tensorflow()
 
     started = time.perf_counter()
     path = Path(path)

@@ -32,8 +32,6 @@ __all__ = [
     "colab_url",
     "colab_badge",
     "colab_install_source",
-    "in_colab",
-    "setup_colab",
     "quick_mode",
     "by_mode",
     "block_model",
@@ -43,6 +41,7 @@ __all__ = [
     "architecture_facts",
     "example_photo",
     "show_jpeg",
+    "show_source",
     "execute",
 ]
 
@@ -50,7 +49,9 @@ __all__ = [
 REPO = "mobilevit-keras/mobilevit-teaching"
 BRANCH = "main"
 REPO_URL = f"https://github.com/{REPO}"
-PIP_SPEC = f"git+{REPO_URL}"
+# Colab has TensorFlow and Keras already; the package brings what else the notebooks need (LiteRT for 05)
+# and leaves Colab's TensorFlow alone.
+PIP_SPEC = f"mvlib[litert] @ git+{REPO_URL}"
 NOTEBOOK_DIR = "notebooks"
 
 # --- Colab ----------------------------------------------------------------------------------------------
@@ -78,24 +79,6 @@ def colab_install_source() -> str:
         "\n"
         f'    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "{PIP_SPEC}"], check=True)'
     )
-
-
-def in_colab() -> bool:
-    return "google.colab" in sys.modules
-
-
-def setup_colab(spec: str = PIP_SPEC) -> bool:
-    """What the install cell does, as a function (e.g. to upgrade the package from a running session).
-
-    On Colab: ``pip install -q --upgrade <spec>`` and return True; anywhere else do nothing, return False.
-    Online, ``mvlib.data.load_flowers("auto")`` then fetches tf_flowers through tensorflow-datasets.
-    """
-    if not in_colab():
-        return False
-    import subprocess
-
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--upgrade", spec], check=True)
-    return True
 
 
 # --- quick mode -------------------------------------------------------------------------------------------
@@ -219,6 +202,45 @@ def architecture_facts(model: keras.Model) -> dict[str, str]:
     }
 
 
+class Source:
+    """Python source shown in a notebook: highlighted HTML in Jupyter, the plain text everywhere else.
+
+    The plain text is also what nbval compares, so a notebook whose stored output shows code that has since
+    changed in ``mvlib`` fails its test until it is re-executed: the code a reader sees is the code that runs.
+    """
+
+    def __init__(self, text: str, title: str):
+        self.text, self.title = text, title
+
+    def __repr__(self) -> str:
+        return f"# {self.title}\n{self.text}"
+
+    def _repr_html_(self) -> str:
+        from pygments import highlight
+        from pygments.formatters import HtmlFormatter
+        from pygments.lexers import PythonLexer
+
+        formatter = HtmlFormatter(noclasses=True, style="default")
+        caption = f'<div style="font-family:monospace;color:#666;margin-bottom:2px"># {self.title}</div>'
+        return caption + highlight(self.text, PythonLexer(), formatter)
+
+
+def show_source(*objects) -> Source:
+    """The source code of functions or classes from ``mvlib``, as it is in the package (one source of truth).
+
+    ``show_source(blocks.conv_bn_act)`` renders the function in the notebook, with the module it lives in;
+    several objects are shown one after the other; a module is shown whole.
+    """
+    import inspect
+
+    parts, titles = [], []
+    for obj in objects:
+        parts.append(inspect.getsource(obj).rstrip())
+        module = inspect.getmodule(obj).__name__
+        titles.append(module if inspect.ismodule(obj) else f"{module}.{obj.__qualname__}")
+    return Source("\n\n\n".join(parts) + "\n", ", ".join(titles))
+
+
 def show_jpeg(fig, quality: int = 85, dpi: int = 100):
     """Display a figure of photos as a JPEG and close it: a fraction of a PNG's size in the committed
     notebook. Its text output is a fixed ``<IPython.core.display.Image object>``, so nbval is satisfied."""
@@ -267,21 +289,20 @@ def example_photo(image_size: int = 256, class_name: str = "sunflowers", index: 
     files = sorted(p for p in folder.glob("*") if p.is_file() and not p.name.startswith(".")) if folder.is_dir() else []
     if files:
         path = files[index % len(files)]
-        return data.load_image(path, image_size).numpy(), f"photo {class_name}/{path.name} from {folder.parent}"
+        return data.load_image(path, image_size), f"photo {class_name}/{path.name} from {folder.parent}"
     if data.tfds_available():
         import tensorflow_datasets as tfds
 
         ds, info = tfds.load(data.TFDS_NAME, split="train", as_supervised=True, with_info=True)
         names = info.features["label"].names
         target = names.index(class_name) if class_name in names else 0
-        for image, label in ds.filter(lambda im, lb: lb == target).skip(index).take(1):
-            resized, _ = data.preprocess_eval(image, label, image_size, len(names))
-            return resized.numpy(), f"tf_flowers ({names[target]}, image {index}) from tensorflow-datasets"
+        for image, _ in tfds.as_numpy(ds.filter(lambda im, lb: lb == target).skip(index).take(1)):
+            return data.resize(image, image_size).astype(np.float32), f"tf_flowers ({names[target]}, image {index}) from tensorflow-datasets"
     root = data.make_synthetic_flowers()
     synthetic_class = class_name if (root / class_name).is_dir() else data.SYNTHETIC_CLASSES[0]
     path = sorted((root / synthetic_class).glob("*.jpg"))[index]
     note = f"SYNTHETIC image {synthetic_class}/{path.name} (no photos at {data.default_data_dir()})"
-    return data.load_image(path, image_size).numpy(), note
+    return data.load_image(path, image_size), note
 
 
 # --- executing notebooks -------------------------------------------------------------------------------------

@@ -27,9 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-import mvlib  # noqa: F401  (TensorFlow backend, quiet TF start-up)
 
-__all__ = ["LiteRTRunner", "LiteRTPredictor", "load_image", "preprocess_images", "native_stderr_captured"]
+__all__ = ["LiteRTRunner", "LiteRTPredictor", "read_image", "preprocess_images", "native_stderr_captured"]
 
 _IMAGE_SUFFIXES = "JPEG, PNG, GIF or BMP"
 
@@ -161,20 +160,17 @@ class LiteRTRunner:
 # --------------------------------------------------------------------------------------------------
 
 
-def load_image(path: str | os.PathLike):
-    """Decode an image file to a ``uint8`` RGB tensor ``(H, W, 3)`` exactly as the data pipeline does
-    (:func:`mvlib.data.decode_image`); clear errors for missing and non-image files."""
-    import tensorflow as tf
-
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """:func:`mvlib.data.decode_image` of a file, with errors that say what is wrong with it."""
     from mvlib.data import decode_image
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such image file: {str(path)!r}")
     try:
-        return decode_image(tf.io.read_file(str(path)))
-    except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as e:
-        raise ValueError(f"{str(path)!r} is not a decodable image ({_IMAGE_SUFFIXES}): {e.message.splitlines()[0]}") from None
+        return decode_image(path)
+    except OSError as e:
+        raise ValueError(f"{str(path)!r} is not a decodable image ({_IMAGE_SUFFIXES}): {str(e).splitlines()[0]}") from None
 
 
 def _to_rgb(image: np.ndarray, where: str) -> np.ndarray:
@@ -193,14 +189,12 @@ def preprocess_images(images, image_size: int | tuple[int, int]) -> np.ndarray:
     ``images`` may be a path (``str``/``Path``), an array for one image ``(H, W, 3)`` or a batch
     ``(N, H, W, 3)`` (uint8, or float already in [0, 255]), or a list mixing paths and single-image arrays.
     """
-    import tensorflow as tf
-
-    from mvlib.data import resize_rounded
+    from mvlib.data import resize
 
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     if isinstance(images, (str, os.PathLike)):
         items = [images]
-    elif isinstance(images, (np.ndarray, tf.Tensor)):
+    elif hasattr(images, "shape"):  # numpy or a backend tensor
         array = np.asarray(images)
         items = list(array) if array.ndim == 4 else [array]
     elif isinstance(images, Sequence):
@@ -210,7 +204,7 @@ def preprocess_images(images, image_size: int | tuple[int, int]) -> np.ndarray:
     out = []
     for i, item in enumerate(items):
         if isinstance(item, (str, os.PathLike)):
-            image = load_image(item)
+            image = read_image(item)
         else:
             array = _to_rgb(np.asarray(item), f"image {i}")
             if array.dtype == bool or not np.issubdtype(array.dtype, np.number):
@@ -221,11 +215,13 @@ def preprocess_images(images, image_size: int | tuple[int, int]) -> np.ndarray:
                     "internally) -- did you divide by 255 already?",
                     stacklevel=3,
                 )
-            image = tf.convert_to_tensor(array)
+            image = array
         if tuple(image.shape[:2]) != size:
-            # The evaluation pipeline's resize (bilinear, rounded to uint8), so a photo gets the same pixels
-            # here as in `python -m mvlib evaluate`; images already at the model's size pass unchanged.
-            image = resize_rounded(image, size)
+            # The evaluation pipeline's resize (bilinear, uint8), so a photo gets the same pixels here as in
+            # `python -m mvlib evaluate`; images already at the model's size pass unchanged.
+            if size[0] != size[1]:
+                raise ValueError(f"the model's input {size} is not square")
+            image = resize(np.clip(np.asarray(image), 0, 255).astype(np.uint8), size[0])
         out.append(np.asarray(image, np.float32))
     if not out:
         return np.zeros((0, *size, 3), np.float32)

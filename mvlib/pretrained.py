@@ -1,4 +1,5 @@
-"""The trained weights that ship with the package, so notebooks, export and predict work without training.
+"""Trained weights: those that ship with the package (so notebooks, export and predict work without
+training), and those of a run folder.
 
 ``mvlib/pretrained/<name>/`` holds ``model.weights.h5`` (weights only, no optimizer state: ~3.8 MB for
 XXS), ``history.csv`` (the run's per-epoch log) and ``run.json`` (the run's settings and results).
@@ -11,6 +12,11 @@ import json
 import os
 import shutil
 from pathlib import Path
+
+import keras
+
+from mvlib.model import create_mobilevit
+from mvlib.train import RunFolder
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 DEFAULT = "xxs-flowers"
@@ -32,24 +38,27 @@ def pretrained_info(name: str = DEFAULT) -> dict:
     return info
 
 
-def load_pretrained(name: str = DEFAULT):
-    """``(model, info)``: the shipped model with its trained weights, and :func:`pretrained_info`."""
-    from mvlib.model import create_mobilevit
+def load_pretrained(name: str = DEFAULT, image_size: int | None = None):
+    """``(model, info)``: the shipped model with its trained weights, and :func:`pretrained_info`.
 
+    Built for ``image_size``, else the size the weights are meant to be used at (``run.json``'s
+    ``image_size``; the training size when that is missing)."""
     info = pretrained_info(name)
     s = info["settings"]
-    model = create_mobilevit(s["variant"], s["num_classes"], s["image_size"])
+    model = create_mobilevit(s["variant"], s["num_classes"], image_size or info.get("image_size", s["image_size"]))
     model.load_weights(info["weights_path"])
     return model, info
 
 
-def publish_run(run_dir: str | os.PathLike, name: str = DEFAULT, weights: str | None = None) -> Path:
-    """Copy a finished (or interrupted) run's best weights, log and settings into the package."""
-    from mvlib.train import RunFolder, load_trained
-
+def publish_run(run_dir: str | os.PathLike, name: str = DEFAULT, weights: str | None = None, command: str | None = None,
+                image_size: int | None = None) -> Path:
+    """Copy a run's weights (``weights`` as in :func:`load_trained`: the last epoch's by default), log and
+    settings into the package, with the ``command`` that trained it, where it was trained, and the
+    ``image_size`` it is meant to be used at (default: the training size)."""
     run = RunFolder(run_dir)
     state = run.load_state()
-    model, settings = load_trained(run_dir, weights)  # an uncompiled model: its weights file has no optimizer
+    model, _ = load_trained(run_dir, weights)  # an uncompiled model: its weights file has no optimizer
+    settings = state["settings"]
     folder = PRETRAINED_DIR / name
     folder.mkdir(parents=True, exist_ok=True)
     model.save_weights(folder / "model.weights.h5")
@@ -58,8 +67,14 @@ def publish_run(run_dir: str | os.PathLike, name: str = DEFAULT, weights: str | 
     results["last_val_accuracy"] = state["history"][-1]["val_accuracy"]
     if state.get("note"):
         results["note"] = state["note"]
-    results["weights"] = "best epoch (chosen on the validation split)" if weights is None else Path(weights).name
-    (folder / "run.json").write_text(json.dumps({"settings": settings, "results": results}, indent=1) + "\n")
+    if command:
+        results["command"] = command
+    environments = state.get("environments", [])
+    if environments:
+        results["device"] = "; ".join(f"{e['device']}, Keras {e['keras']} on {e['backend']} (from epoch {e['from_epoch']})" for e in environments)
+    results["weights"] = {None: "last epoch", "best": "best epoch (chosen on the validation split)"}.get(weights, str(weights))
+    info = {"settings": settings, "image_size": image_size or settings["image_size"], "results": results}
+    (folder / "run.json").write_text(json.dumps(info, indent=1) + "\n")
     return folder
 
 
@@ -69,3 +84,35 @@ def read_history(path: str | os.PathLike) -> list[dict]:
     keys = lines[0].split(",")
     return [{k: (int(v) if k == "epoch" else float(v)) for k, v in zip(keys, line.split(","))} for line in lines[1:]]
 
+
+def load_trained(run_dir: str | os.PathLike, weights: str | os.PathLike | None = None,
+                 image_size: int | None = None) -> tuple[keras.Model, dict]:
+    """The model of a run folder with its last epoch's weights, plus the run's settings.
+
+    ``weights``: ``"best"`` for the epoch with the best validation accuracy (chosen on the validation split
+    itself, so an optimistic pick), or a weights file. ``image_size``: build the model for another input size
+    than it was trained at (MobileViT's weights do not depend on it). ``run_dir="pretrained"`` gives the
+    weights shipped in the package (:mod:`mvlib.pretrained`).
+    """
+    if str(run_dir) == "pretrained" and not Path(run_dir).exists():
+        model, info = load_pretrained(image_size=image_size)
+        if weights:
+            model.load_weights(weights)
+        return model, {**info["settings"], "image_size": model.input_shape[1]}
+    run = RunFolder(run_dir)
+    state = run.load_state()
+    if state is None:
+        raise FileNotFoundError(f"{run.path} is not a run folder (no state.json); train first")
+    s = dict(state["settings"])
+    s["image_size"] = image_size or s["image_size"]
+    model = create_mobilevit(s["variant"], s["num_classes"], s["image_size"])
+    if weights is None:
+        path = run.checkpoint_path(state["epoch"])
+    elif str(weights) == "best":
+        path = run.path / "best.weights.h5"
+    else:
+        path = Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights file {path}")
+    model.load_weights(path)
+    return model, s

@@ -20,6 +20,8 @@ uninterrupted run would have computed.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
 import math
 import os
@@ -30,7 +32,6 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from mvlib.model import create_mobilevit
 
@@ -106,12 +107,48 @@ def compile_model(model: keras.Model, recipe: Recipe, steps_per_epoch: int) -> N
     )
 
 
-def default_strategy() -> tf.distribute.Strategy:
-    """MirroredStrategy over all GPUs when there are several; TensorFlow's default strategy otherwise."""
-    gpus = tf.config.list_logical_devices("GPU")
-    if len(gpus) > 1:
-        return tf.distribute.MirroredStrategy([d.name for d in gpus])
-    return tf.distribute.get_strategy()
+def data_parallel():
+    """A context in which a model is built and trained on every local accelerator, one batch split across them.
+
+    TensorFlow: ``tf.distribute.MirroredStrategy`` over the GPUs. JAX: Keras' own distribution API,
+    ``keras.distribution.DataParallel`` over the devices (GPUs, else the CPU devices, of which
+    ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` makes N). With one device: nothing to do.
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_logical_devices("GPU")
+        if len(gpus) > 1:
+            return tf.distribute.MirroredStrategy([d.name for d in gpus]).scope()
+    elif backend == "jax":
+        devices = keras.distribution.list_devices()
+        if len(devices) > 1:
+            return keras.distribution.DataParallel(devices=devices).scope()
+    return contextlib.nullcontext()
+
+
+def describe_device() -> str:
+    """The accelerator Keras trains on, in words ("1 x NVIDIA H100 80GB HBM3", "CPU, 2 cores")."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        devices = jax.devices()
+        if devices[0].platform != "cpu":
+            return f"{len(devices)} x {devices[0].device_kind}"
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            return f"{len(gpus)} x {tf.config.experimental.get_device_details(gpus[0]).get('device_name', 'GPU')}"
+    elif backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
+    return f"CPU, {os.cpu_count()} cores"
 
 
 def default_verbose() -> int:
@@ -206,6 +243,56 @@ class EpochCommitter(keras.callbacks.Callback):
         self.run.commit_epoch(self.model, state)
 
 
+class Progress(keras.callbacks.Callback):
+    """How long the run will take, said once from its first timed steps, and progress lines for log files.
+
+    Keras prints one line per epoch when its output is not a terminal (``verbose=2``); an epoch on a
+    2-core CPU takes minutes, so with ``lines=True`` this adds a line at least every ``every`` seconds:
+    step, images/s, and the time left in the epoch and in the run. The first steps include compilation,
+    so the estimate is taken from steps ``2..2+timed`` of the first epoch trained here.
+    """
+
+    def __init__(self, epochs: int, steps: int, batch_size: int, *, lines: bool, every: float = 30.0, timed: int = 3):
+        super().__init__()
+        self.epochs, self.steps, self.batch_size, self.lines, self.every, self.timed = epochs, steps, batch_size, lines, every, timed
+        self.estimated = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.epoch_start = epoch, time.perf_counter()
+        self.last_print, self.timer = self.epoch_start, None
+
+    def on_train_batch_end(self, batch, logs=None):
+        now, done = time.perf_counter(), batch + 1
+        if done == 2:
+            self.timer = now
+        if self.timer is None or done <= 2:
+            return
+        seconds_per_step = (now - self.timer) / (done - 2)
+        if not self.estimated and (done == 2 + self.timed or done == self.steps):
+            self.estimated = True
+            left = (self.epochs - self.epoch) * self.steps * seconds_per_step
+            print(f"\nestimate: {seconds_per_step:.2f} s/step, ~{_duration(self.steps * seconds_per_step)} per epoch, "
+                  f"~{_duration(left)} for the {self.epochs - self.epoch} epochs left (plus validation). Shorter: "
+                  "--epochs N, --image-size 160 or a smaller variant; faster: a GPU (README, 'Training on a GPU').",
+                  flush=True)
+        if self.lines and now - self.last_print >= self.every and done < self.steps:
+            self.last_print = now
+            epoch_left = (self.steps - done) * seconds_per_step
+            run_left = epoch_left + (self.epochs - self.epoch - 1) * self.steps * seconds_per_step
+            print(f"epoch {self.epoch + 1}/{self.epochs} step {done}/{self.steps}: "
+                  f"{self.batch_size / seconds_per_step:.1f} images/s, loss {float(logs.get('loss', float('nan'))):.4f}, "
+                  f"epoch ends in {_duration(epoch_left)}, run in {_duration(run_left)}", flush=True)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
 @dataclass
 class TrainResult:
     model: keras.Model
@@ -232,10 +319,10 @@ def train(
     run_dir: str | os.PathLike,
     recipe: Recipe | str = "improved",
     *,
-    image_size: int = 256,
+    image_size: int | None = None,
     seed: int = 42,
     steps_per_epoch: int | None = None,
-    strategy: tf.distribute.Strategy | None = None,
+    distribution=None,
     verbose: int | str = "auto",
     initial_weights: str | os.PathLike | None = None,
     callbacks: list[keras.callbacks.Callback] = (),
@@ -248,8 +335,10 @@ def train(
     epoch has been committed to the run folder.
     """
     recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
-    strategy = strategy or default_strategy()
     verbose = default_verbose() if verbose == "auto" else verbose
+    image_size = image_size or data.image_size
+    if image_size != data.image_size:
+        raise ValueError(f"image_size {image_size} differs from the data's {data.image_size}; load the data at {image_size}")
     run = RunFolder(run_dir)
     steps = steps_per_epoch or math.ceil(data.num_train / recipe.batch_size)
     settings = {"variant": variant, "recipe": asdict(recipe), "image_size": image_size, "seed": seed,
@@ -259,8 +348,13 @@ def train(
     run.path.mkdir(parents=True, exist_ok=True)
     if state is not None:
         _check_same_run(run, state["settings"], settings)
+    if keras.backend.backend() != "tensorflow":
+        import mvlib  # Keras seeds TensorFlow too whenever it is installed: import it without its C++ chatter
+
+        if importlib.util.find_spec("tensorflow"):
+            mvlib.require("tensorflow", "seeding")
     keras.utils.set_random_seed(seed)
-    with strategy.scope():
+    with distribution or data_parallel():
         kwargs = {"bn_momentum": recipe.bn_momentum} if recipe.bn_momentum else {}
         model = create_mobilevit(variant, len(data.class_names), image_size, **kwargs)
         compile_model(model, recipe, steps)
@@ -273,22 +367,25 @@ def train(
             if initial_weights:
                 model.load_weights(initial_weights)
             state = {"settings": settings, "epoch": 0, "history": [], "best_val_accuracy": -1.0, "best_epoch": 0}
-    resumed_from = state["epoch"]
-    if resumed_from < recipe.epochs:
-        if resumed_from:
-            print(f"resuming {run.path} after epoch {resumed_from}/{recipe.epochs}", flush=True)
-        stream = data.train_stream(initial_epoch=resumed_from, augment=recipe.augment, batch_size=recipe.batch_size,
-                                   seed=seed, steps_per_epoch=steps)
-        model.fit(
-            stream,
-            epochs=recipe.epochs,
-            initial_epoch=resumed_from,
-            steps_per_epoch=steps,
-            validation_data=data.val,
-            callbacks=[EpochSeeder(seed), EpochCommitter(run, state), *callbacks],
-            shuffle=False,  # the stream is already shuffled, per epoch, reproducibly
-            verbose=verbose,
-        )
+        resumed_from = state["epoch"]
+        environment = {"backend": keras.backend.backend(), "keras": keras.__version__, "device": describe_device(),
+                       "from_epoch": resumed_from}
+        if resumed_from < recipe.epochs:
+            state.setdefault("environments", []).append(environment)  # where each part of the run was trained
+            if resumed_from:
+                print(f"resuming {run.path} after epoch {resumed_from}/{recipe.epochs}", flush=True)
+            stream = data.train_stream(initial_epoch=resumed_from, augment=recipe.augment,
+                                       batch_size=recipe.batch_size, seed=seed, steps_per_epoch=steps)
+            progress = [Progress(recipe.epochs, steps, recipe.batch_size, lines=verbose == 2)] if verbose else []
+            model.fit(
+                stream,
+                epochs=recipe.epochs,
+                initial_epoch=resumed_from,
+                validation_data=data.val,
+                callbacks=[EpochSeeder(seed), EpochCommitter(run, state), *progress, *callbacks],
+                shuffle=False,  # the stream is already shuffled, per epoch, reproducibly
+                verbose=verbose,
+            )
     history = state["history"]
     result = TrainResult(model, run.path, state["epoch"], history, history[-1]["val_accuracy"],
                          state["best_val_accuracy"], state["best_epoch"], resumed_from)
@@ -309,28 +406,3 @@ def _check_same_run(run: RunFolder, saved: dict, wanted: dict) -> None:
             f"{run.path} holds a different run (differs in {', '.join(diffs)}); "
             "use another --run-dir or delete that folder to start over"
         )
-
-
-def load_trained(run_dir: str | os.PathLike, weights: str | os.PathLike | None = None) -> tuple[keras.Model, dict]:
-    """The model of a run folder with its best weights (or ``weights``), plus the run's settings.
-
-    ``run_dir="pretrained"`` gives the weights shipped in the package (:mod:`mvlib.pretrained`).
-    """
-    if str(run_dir) == "pretrained" and not Path(run_dir).exists():
-        from mvlib.pretrained import load_pretrained
-
-        model, info = load_pretrained()
-        if weights:
-            model.load_weights(weights)
-        return model, info["settings"]
-    run = RunFolder(run_dir)
-    state = run.load_state()
-    if state is None:
-        raise FileNotFoundError(f"{run.path} is not a run folder (no state.json); train first")
-    s = state["settings"]
-    model = create_mobilevit(s["variant"], s["num_classes"], s["image_size"])
-    path = Path(weights) if weights else run.path / "best.weights.h5"
-    if not path.is_file():
-        raise FileNotFoundError(f"no weights file {path}")
-    model.load_weights(path)
-    return model, s

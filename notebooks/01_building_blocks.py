@@ -6,7 +6,9 @@
 # MobileViT (Mehta & Rastegari, [arXiv 2110.02178](https://arxiv.org/abs/2110.02178)) is assembled from
 # four blocks: a strided convolution, the MobileNetV2 inverted residual ("MV2"), a transformer encoder
 # layer, and the MobileViT block that puts transformers between convolutions. This notebook builds each
-# one from `mvlib.blocks` and prints what it does to a tensor and what it costs in weights.
+# one from `mvlib.blocks`: first its code, exactly as the package has it (`show_source` renders the
+# package's own source, so what you read is what runs), then what it does to a tensor and what it costs
+# in weights.
 #
 # Every block exists twice in `mvlib.blocks`, on purpose:
 #
@@ -27,7 +29,7 @@ import sys
 if "google.colab" in sys.modules:
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/mobilevit-keras/mobilevit-teaching"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "mvlib[litert] @ git+https://github.com/mobilevit-keras/mobilevit-teaching"], check=True)
 
 # %%
 import mvlib  # first: selects the TensorFlow backend and keeps TensorFlow's C++ start-up logs out of the cells
@@ -37,7 +39,7 @@ import numpy as np
 
 from mvlib import blocks, explain
 from mvlib.model import parameter_counts
-from mvlib.notebook import block_model, block_report, format_table, layer_table
+from mvlib.notebook import block_model, block_report, format_table, layer_table, show_source
 
 # %% [markdown]
 # ## 1. Convolution block
@@ -49,6 +51,9 @@ from mvlib.notebook import block_model, block_report, format_table, layer_table
 # The keras-io example's `conv_block` is a plain `Conv2D` *with* bias and a swish activation (swish =
 # SiLU), and no BatchNorm. Same shapes, slightly different parameters: 3·3·3·16 = 432 weights in
 # both, plus 16 biases (keras-io) or 16 γ + 16 β (+ 32 moving statistics) for BatchNorm (paper).
+
+# %%
+show_source(blocks.conv_bn_act, blocks.kerasio_conv_block)
 
 # %%
 stem = block_model(blocks.conv_bn_act, (256, 256, 3), name="stem", filters=16, kernel_size=3, strides=2)
@@ -77,12 +82,19 @@ print(block_report(stem_kerasio))
 # γ/β: 1,472 trainable parameters.
 
 # %%
+show_source(blocks.inverted_residual)
+
+# %%
 mv2 = block_model(blocks.inverted_residual, (128, 128, 16), name="mv2_residual", expanded_channels=32, output_channels=16)
 print(layer_table(mv2))
 
 # %% [markdown]
 # Stride 2, or a change of width (here 16 → 24 channels at stride 2, the first block of stage 2), and the
-# `Add` disappears: input and output no longer have the same shape.
+# `Add` disappears: input and output no longer have the same shape. The keras-io example's version, for
+# comparison (`correct_pad` is section 3's subject):
+
+# %%
+show_source(blocks.kerasio_inverted_residual_block, blocks.correct_pad)
 
 # %%
 mv2_down = block_model(blocks.inverted_residual, (128, 128, 16), name="mv2_stride2", expanded_channels=32, output_channels=24, strides=2)
@@ -131,7 +143,53 @@ plt.show()
 # Grey cells are padding, dots the centres of the 4x4 output pixels, boxes the windows of the first and
 # last output pixel. Both conventions read every input pixel; they disagree on *which* pixels are centres.
 #
-# ## 4. Transformer layer
+# ## 4. Attention in one screen
+#
+# A transformer layer lets every token of a sequence look at every other one. Each token x_i (a vector of
+# width d) is projected three ways: a **query** q_i ("what am I looking for"), a **key** k_j ("what do I
+# contain") and a **value** v_j ("what I pass on"). Token i's output is a weighted average of all values,
+# the weights being how well its query matches each key:
+#
+# attention(Q, K, V) = softmax(Q Kᵀ / √d_head) V      (one row of weights per query; each row sums to 1)
+#
+# **Heads** split the width d into h slices of d/h and do this h times in parallel, each with its own
+# projections, so one head can follow colour while another follows shape; their outputs are concatenated
+# and projected back to d. The two matrix products Q Kᵀ (N x N scores) and the weighted sum with V are
+# what costs N² -- the reason MobileViT attends over N = HW/4 tokens per sequence (notebook 02).
+#
+# Attention itself does not know where a token sits: permute the tokens and the outputs permute with them.
+# ViT therefore adds a learned **positional embedding** to every token. MobileViT needs none: its 3x3
+# convolutions before attention write each pixel's neighbourhood into its features, and fold puts every
+# token back at the pixel it came from, so positions are never lost. Here is the whole computation for
+# 4 tokens of width 8 with 2 heads, in numpy:
+
+# %%
+rng = np.random.default_rng(0)
+tokens, width, heads = 4, 8, 2
+x = rng.normal(size=(tokens, width))
+w_q, w_k, w_v = (rng.normal(size=(width, width)) / np.sqrt(width) for _ in range(3))
+split = lambda m: m.reshape(tokens, heads, width // heads).transpose(1, 0, 2)  # (heads, tokens, d_head)  # noqa: E731
+q, k, v = split(x @ w_q), split(x @ w_k), split(x @ w_v)
+scores = q @ k.transpose(0, 2, 1) / np.sqrt(width // heads)  # (heads, tokens, tokens)
+weights = np.exp(scores) / np.exp(scores).sum(-1, keepdims=True)  # softmax over the keys
+out = (weights @ v).transpose(1, 0, 2).reshape(tokens, width)  # heads concatenated again
+print("q, k, v per head:", q.shape, " scores:", scores.shape, " output:", out.shape)
+print("each row of weights sums to 1:", np.allclose(weights.sum(-1), 1))
+
+# %%
+fig, axes = plt.subplots(1, heads, figsize=(6, 2.8))
+for h, ax in enumerate(axes):
+    ax.imshow(weights[h], cmap="viridis", vmin=0, vmax=1)
+    ax.set(title=f"head {h}: softmax(QKᵀ/√{width // heads})", xlabel="key token j", ylabel="query token i",
+           xticks=range(tokens), yticks=range(tokens))
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Each head spreads its attention differently over the same 4 tokens. Keras' `MultiHeadAttention` does
+# exactly this, with learned projections and biases, plus an output projection.
+#
+# ## 5. Transformer layer
 #
 # The paper's transformer is a standard **pre-norm** encoder layer on a sequence of N tokens of width d:
 #
@@ -141,6 +199,9 @@ plt.show()
 # 4 sequences of N = 256 tokens (notebook 02 explains which 4). Parameters: attention 4·(d² + d) (Q, K,
 # V and output projections with biases), FFN d·2d + 2d + 2d·d + d, two LayerNorms 2·2d; for d = 64:
 # 16,640 + 16,576 + 256 = 33,472.
+
+# %%
+show_source(blocks.transformer_layer)
 
 # %%
 transformer = block_model(blocks.transformer_layer, (256, 64), name="transformer", num_heads=4, ffn_dim=128, dropout=0.05)
@@ -157,13 +218,16 @@ print(f"by hand: {4 * (d * d + d) + (d * 2 * d + 2 * d) + (2 * d * d + d) + 2 * 
 # dropout 0.1 on its weights, and LayerNorm uses ε = 1e-6.
 
 # %%
+show_source(blocks.kerasio_transformer_block)
+
+# %%
 transformer_kerasio = block_model(blocks.kerasio_transformer_block, (4, 256, 64), name="transformer_kerasio", depth=1, projection_dim=64, num_heads=2)
 print(layer_table(transformer_kerasio))
 print()
 print(block_report(transformer_kerasio))
 
 # %% [markdown]
-# ## 5. MobileViT block
+# ## 6. MobileViT block
 #
 # The MobileViT block processes a C-channel map at full resolution and returns C channels:
 #
@@ -175,26 +239,52 @@ print(block_report(transformer_kerasio))
 #
 # The 3x3 convolution gives every token its neighbourhood; attention then connects tokens across the
 # whole map. After one block, every output pixel depends on every input pixel, at the price of attention
-# over N = HW/4 tokens rather than HW. Here is XXS's first MobileViT block (C = 48, d = 64, L = 2) on its
-# 32x32 input:
+# over N = HW/4 tokens rather than HW. The code, with the two layers that turn the map into sequences and
+# back (notebook 02 takes `unfold` and `fold` apart):
+#
+# ```text
+#   x (H, W, C) ──┬─ 3x3 conv C→C ─ 1x1 C→d ─ unfold ─ L x transformer ─ LayerNorm ─ fold ─ 1x1 d→C ─┐
+#                 │                 local        (P=4, N=HW/4, d)   global            (H, W, d)       │
+#                 └───────────────────────────── concat (H, W, 2C) ◄───────────────────────────────────┘
+#                                                      └─ 3x3 conv 2C→C ─► y (H, W, C)
+# ```
+
+# %%
+show_source(blocks.mobilevit_block, blocks.Unfold, blocks.Fold)
+
+# %% [markdown]
+# Here is XXS's first MobileViT block (C = 48, d = 64, L = 2) on its 32x32 input:
 
 # %%
 mvit = block_model(blocks.mobilevit_block, (32, 32, 48), name="mvit", dim=64, depth=2, num_heads=4, dropout=0.05)
 print(layer_table(mvit))
 
 # %% [markdown]
-# `Unfold` stacks the 4 sequences into the batch axis (B·4, 256, 64), so Keras' `MultiHeadAttention`, with
-# its default `attention_axes`, attends within each sequence only. The keras-io block differs in three
-# ways that show up in its summary: its 1x1 projection has a bias and an activation, its "unfold" is a
-# `Reshape` to (B, 4, 256, 64) over which attention runs *globally* (notebook 02), and it returns d = 64
-# channels instead of C = 48, because its fusion convolution outputs `projection_dim`.
+# `Unfold` stacks the 4 sequences of each image into the batch axis, so Keras' `MultiHeadAttention`, with
+# its default `attention_axes`, attends within each sequence only. The table prints its output as
+# (B, 256, 64) because Keras writes every unknown batch size as `B`; here that axis holds B·4 sequences.
+#
+# The keras-io block departs from the paper in more ways than its summary suggests:
+#
+# * its local 3x3 convolution goes straight from C to d channels (the paper keeps C, then projects);
+# * its 1x1 projection d → d has a bias and a swish activation (the paper's C → d has neither);
+# * its "unfold" is a `Reshape` to (B, 4, 256, 64), over which attention runs *globally*, across all
+#   1,024 pixels (notebook 02), with 2 heads of width d instead of 4 of width d/4;
+# * its transformer has dropout inside attention, swish after both FFN layers, LayerNorm ε = 1e-6, and
+#   no final LayerNorm after the L layers;
+# * its 3x3 fusion convolution outputs d = 64 channels instead of C = 48 (`projection_dim`), so the
+#   next stage sees a wider map;
+# * its convolutions have biases and no BatchNorm.
+
+# %%
+show_source(blocks.kerasio_mobilevit_block)
 
 # %%
 mvit_kerasio = block_model(blocks.kerasio_mobilevit_block, (32, 32, 48), name="mvit_kerasio", num_blocks=2, projection_dim=64, num_heads=2)
 print(layer_table(mvit_kerasio))
 
 # %% [markdown]
-# ## 6. Side by side
+# ## 7. Side by side
 
 # %%
 pairs = [

@@ -30,7 +30,7 @@ import sys
 if "google.colab" in sys.modules:
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/mobilevit-keras/mobilevit-teaching"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "mvlib[litert] @ git+https://github.com/mobilevit-keras/mobilevit-teaching"], check=True)
 
 # %%
 import mvlib  # first: selects the TensorFlow backend and keeps TensorFlow's C++ start-up logs out of the cells
@@ -43,14 +43,24 @@ from mvlib import explain
 from mvlib.blocks import Unfold
 from mvlib.flops import attention_by_stage, count_macs
 from mvlib.model import create_mobilevit
-from mvlib.notebook import example_photo, format_table, show_jpeg
+from mvlib.notebook import example_photo, format_table, show_jpeg, show_source
 from mvlib.unfold import fold, raster_fold, raster_reshape, unfold
 
 # %% [markdown]
 # ## 1. Which pixels form a sequence
 #
 # Push an 8x8 map whose value is each pixel's index through `unfold` and through `raster_reshape`, and
-# read back, for every pixel, the sequence it landed in (`explain.sequence_index_map`):
+# read back, for every pixel, the sequence it landed in (`explain.sequence_index_map`). First the code:
+# both are nothing but reshapes and transposes. Follow the shapes in the comments for an 8x8 map
+# (nh = nw = 4 patches per side, patch = 2):
+
+# %%
+show_source(unfold, fold, raster_reshape)
+
+# %% [markdown]
+# The raster reshape only re-reads memory in order, so its "sequence 0" is the first quarter of the rows.
+# Unfold moves the within-patch position (i, j) to its own axis before flattening, so sequence p = 2i + j
+# takes pixel (i, j) from every patch:
 
 # %%
 paper_seq, paper_pos = explain.sequence_index_map(8, 8, "unfold")
@@ -87,9 +97,9 @@ plt.show()
 # %% [markdown]
 # ## 2. A photo
 #
-# One flower photo from the offline copy of tf_flowers (`mvlib.data.default_data_dir()`), resized to the
-# model's 256x256 as the validation pipeline does. (Without that folder, `example_photo` generates a
-# synthetic image instead and says so here.)
+# One flower photo, resized to the model's 256x256 as the validation split is: from the offline copy of
+# tf_flowers (`mvlib.data.default_data_dir()`) when it exists, else through tensorflow-datasets when it can
+# download (Colab), else a generated synthetic image. The cell below prints which.
 
 # %% tags=["nbval-ignore-output"]
 photo, where = example_photo(256)
@@ -217,5 +227,9 @@ plt.show()
 # * **2x wider heads in total**: 2 heads of `key_dim = d` (2d) instead of 4 heads of d/4 (d).
 #
 # The projections only pay the second factor (2x). Most of the difference is at stage 3, the 32x32 map,
-# where N = 256 and the global attention matrix has 1,024² entries per head. Because attention is
-# quadratic in the tokens, that gap grows with the input size.
+# where N = 256 and the global attention matrix has 1,024² entries per head.
+#
+# The 8x ratio of QK^T + AV does not depend on the input size: both models' score counts grow as the
+# square of the pixel count (at 512x512 each is 16x larger). What grows with the input is the *absolute*
+# gap in MACs, and the share of the model's work that attention takes, since the convolutions only grow
+# linearly with the pixel count.

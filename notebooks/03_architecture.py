@@ -23,7 +23,7 @@ import sys
 if "google.colab" in sys.modules:
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/mobilevit-keras/mobilevit-teaching"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "mvlib[litert] @ git+https://github.com/mobilevit-keras/mobilevit-teaching"], check=True)
 
 # %%
 import mvlib  # first: selects the TensorFlow backend and keeps TensorFlow's C++ start-up logs out of the cells
@@ -33,10 +33,33 @@ import matplotlib.pyplot as plt
 from mvlib import explain
 from mvlib.flops import count_macs, stage_summary
 from mvlib.model import VARIANTS, create_mobilevit, parameter_counts
-from mvlib.notebook import architecture_facts, format_table, layer_table
+from mvlib import model as model_module
+from mvlib.notebook import architecture_facts, format_table, layer_table, show_source
 
 # %% [markdown]
-# ## 1. The config table
+# ## 1. The whole network
+#
+# ```text
+#  image 256x256x3
+#   └─ stem: 3x3 conv, stride 2 ──────────────────────────── 128x128x16
+#   └─ stage 1: MV2 ──────────────────────────────────────── 128x128x16
+#   └─ stage 2: MV2 (stride 2), MV2, MV2 ─────────────────── 64x64x24
+#   └─ stage 3: MV2 (stride 2) + MobileViT C=48, d=64,  L=2 ── 32x32x48  (P=4 sequences of N=256 tokens)
+#   └─ stage 4: MV2 (stride 2) + MobileViT C=64, d=80,  L=4 ── 16x16x64  (P=4, N=64)
+#   └─ stage 5: MV2 (stride 2) + MobileViT C=80, d=96,  L=3 ── 8x8x80    (P=4, N=16)
+#   └─ final: 1x1 conv ──────────────────────────────────────── 8x8x320
+#   └─ global average pool → dropout 0.1 → dense ────────────── 5 classes
+# ```
+#
+# (XXS's numbers; XS and S widen every stage.) Here is the module that builds it, whole: the config table
+# `VARIANTS`, one row per variant, and `create_mobilevit`, which reads a row and stacks the blocks of
+# notebook 01. The keras-io model is a row of the same table, assembled from the example's blocks.
+
+# %%
+show_source(model_module)
+
+# %% [markdown]
+# ## 2. The config table
 
 # %%
 rows = []
@@ -51,7 +74,7 @@ print(format_table(headers, rows, align="lllllrrrrr"))
 # where all its differences come from; its transformer dropout 0.1 and absent classifier dropout are the
 # example's.
 #
-# ## 2. keras-io vs XXS, stage by stage
+# ## 3. keras-io vs XXS, stage by stage
 #
 # Output shape, parameters (Keras' total, BatchNorm statistics included) and MACs per image of each stage:
 
@@ -82,7 +105,7 @@ for name, model in models.items():
 # 1,307,621 parameters is the keras-io example's own count; 952,629 trainable is what Hugging Face's
 # PyTorch `MobileViTForImageClassification` reports for XXS at 5 classes.
 #
-# ## 3. All variants
+# ## 4. All variants
 #
 # Parameters at 5 classes (tf_flowers) and 1000 classes (ImageNet), against the counts measured on
 # Hugging Face's PyTorch models, and MACs at 256x256. A "FLOP" in the paper's and timm's tables is one
@@ -119,7 +142,7 @@ plt.show()
 # MobileViT (often labelled FLOPs). The keras-io model, with XXS's channel numbers, costs about 2.6x XXS,
 # 70% of it in stage 3.
 #
-# ## 4. The head
+# ## 5. The head
 #
 # The last layers of both models: the final 1x1 convolution to 320 channels, global average pooling and
 # the classifier. The paper puts dropout 0.1 before the classifier; the keras-io example has none.
@@ -132,29 +155,22 @@ for name, model in models.items():
     print()
 
 # %% [markdown]
-# ## 5. Every difference, side by side
+# ## 6. Every difference, side by side
 #
 # | | keras-io example (`"keras-io"`) | paper (`"xxs"`, `"xs"`, `"s"`) |
 # | --- | --- | --- |
 # | map → sequences | `Reshape((4, HW/4, d))`: raster order, "sequence" 0 = the top quarter of the rows | unfold into 2x2 patches: sequence p = pixel p of every patch; fold is its exact inverse |
-# | attention | `MultiHeadAttention` on (B, 4, N, d) with `attention_axes=None`: global attention over all HW pixels | within each sequence of N = HW/4 tokens (sequences stacked into the batch axis) |
-# | heads | 2 heads, `key_dim = d` each (2d in total) | 4 heads of d/4 (d in total) |
-# | attention MACs at 256 px (QK^T + AV) | 625 M | 78 M (8x less) |
-# | stride-2 padding | TF `"same"` (stem) and `correct_pad` (MV2): bottom/right only | symmetric, 1 pixel on every side (PyTorch), so Apple's weights load exactly |
-# | convolution bias / BatchNorm | `conv_block`s: bias, no BatchNorm; MV2: no bias + BatchNorm | never a bias; BatchNorm after every convolution except the 1x1 projection to d |
-# | BatchNorm hyperparameters | Keras defaults: momentum 0.99, ε 1e-3 | momentum 0.9 (PyTorch's 0.1), ε 1e-5 |
+# | attention | on (B, 4, N, d) with `attention_axes=None`: global attention over all HW pixels, 2 heads of `key_dim = d` | within each sequence of N = HW/4 tokens, 4 heads of d/4 |
+# | attention MACs at 256 px | QK^T + AV: 625 M; with the projections: 759 M | QK^T + AV: 78 M (8x less); with the projections: 145 M (5.2x less) |
 # | MobileViT local representation | 3x3 C → d (bias, swish), 1x1 d → d (bias, swish) | 3x3 C → C (BN, SiLU), 1x1 C → d (no bias, no BN, no activation) |
 # | MobileViT fusion / output | 1x1 d → C, concat, 3x3 2C → **d**: the block outputs d channels | 1x1 d → C (BN, SiLU), concat, 3x3 2C → **C** (BN, SiLU) |
-# | transformer normalisation | pre-norm LayerNorm, ε 1e-6; no final LayerNorm | pre-norm LayerNorm, ε 1e-5; a final LayerNorm after the L layers |
 # | feed-forward | Dense 2d (swish) → Dense d (**swish**) | Dense 2d (SiLU) → Dense d (linear) |
-# | transformer dropout | 0.1 on the attention weights and after each FFN Dense | 0.05 (XXS) / 0.1 after the attention output and after the FFN |
-# | classifier | pooling → Dense | pooling → Dropout 0.1 → Dense |
 # | initialisation | Keras defaults (Glorot uniform) | ml-cvnets: Kaiming normal (fan out) convolutions, truncated normal 0.02 linears |
 # | parameters at 5 classes | 1,307,621 (1,305,077 trainable) | XXS: 956,741 (952,629 trainable) |
 # | MACs at 256 px | 1,059 M | XXS: 407 M |
 #
-# Most rows can be read straight off the layers; `architecture_facts` does that, so the table above
-# cannot drift from the code:
+# The remaining differences -- padding, biases, BatchNorm and LayerNorm settings, heads, dropout -- are
+# read straight off the layers by `architecture_facts`, so this part cannot drift from the code:
 
 # %%
 facts = {name: architecture_facts(model) for name, model in models.items()}
@@ -163,5 +179,6 @@ print(format_table(["read from the layers", "keras-io", "xxs"], [[key, facts["ke
 # %% [markdown]
 # (Keras calls swish `silu`; they are the same function.) None of these differences is a bug in the
 # keras-io example: it is a compact, readable MobileViT that trains well on tf_flowers. But it is not the
-# paper's network: it cannot load Apple's ImageNet weights, and its attention, being global, costs 8x more
-# than MobileViT's design intends. The training notebook compares what the two achieve on tf_flowers.
+# paper's network: it cannot load Apple's ImageNet weights, and its attention, being global, costs 8x the
+# QK^T and AV work that MobileViT's design intends (5.2x for all of attention). Notebook 04 trains XXS on
+# tf_flowers and sets the keras-io example's own published training log beside it.

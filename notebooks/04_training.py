@@ -20,7 +20,7 @@ import sys
 if "google.colab" in sys.modules:
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/mobilevit-keras/mobilevit-teaching"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "mvlib[litert] @ git+https://github.com/mobilevit-keras/mobilevit-teaching"], check=True)
 
 # %%
 import mvlib  # first: selects the TensorFlow backend and keeps TensorFlow's C++ start-up logs out of the cells
@@ -32,11 +32,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from mvlib import explain
-from mvlib.data import RESIZE_MARGIN
+from mvlib.data import RESIZE_MARGIN, Batches, TrainStream, augment
 from mvlib.evaluate import evaluate_model
-from mvlib.notebook import by_mode, example_photo, format_table, load_data, show_jpeg
+from mvlib.notebook import by_mode, example_photo, format_table, load_data, show_jpeg, show_source
 from mvlib.pretrained import PRETRAINED_DIR, load_pretrained, pretrained_info, read_history
-from mvlib.train import RECIPES, Recipe, get_recipe, train
+from mvlib.train import RECIPES, EpochCommitter, Recipe, get_recipe, make_optimizer, train
 from mvlib.viz import plot_confusion_matrix, plot_history, show_images
 
 # %% [markdown]
@@ -44,9 +44,10 @@ from mvlib.viz import plot_confusion_matrix, plot_history, show_images
 #
 # `load_flowers()` finds tf_flowers wherever it can: through tensorflow-datasets when that can deliver
 # (online, e.g. on Colab), else in a local folder of photos (this repository's offline machines keep a
-# stratified 90% of tf_flowers, 3,303 photos). It returns batched `tf.data` pipelines of float32 pixels in
-# [0, 255] (the model rescales them itself) and one-hot labels: training batches augmented and shuffled,
-# validation batches only resized to 256x256. The line below says which data this run found.
+# stratified 90% of tf_flowers, 3,303 photos). It decodes every photo once with Pillow and keeps it in
+# memory as uint8; `data.train_stream()` and `data.val` then serve batches of float32 pixels in [0, 255]
+# (the model rescales them itself) and one-hot labels, as `keras.utils.PyDataset`s, which `model.fit` reads
+# on every Keras backend (TensorFlow, JAX, PyTorch). The line below says which data this run found.
 # (`mvlib.notebook.load_data` calls it and, where no real photos can be had, falls back to the
 # project's generated synthetic set, saying so, so that the notebook still runs.)
 
@@ -58,7 +59,10 @@ print(data.describe())
 # Two validation photos of each class, one class per column:
 
 # %%
-images, labels = explain.examples_per_class(data.val, data.num_classes, per_class=2)
+picked = [i for c in range(data.num_classes) for i in np.flatnonzero(data.val_labels == c)[:2]]
+images, labels = data.val_images[picked], data.val_labels[picked]
+order = np.argsort(np.tile(np.arange(2), data.num_classes), kind="stable")  # row 1: first photo of each class
+images, labels = images[order], labels[order]
 show_jpeg(show_images(images, [data.class_names[y] for y in labels], columns=data.num_classes, size=1.6))
 
 # %% [markdown]
@@ -67,7 +71,7 @@ show_jpeg(show_images(images, [data.class_names[y] for y in labels], columns=dat
 # always answered with the largest class would already score that class's share of the validation split.
 
 # %% tags=["nbval-ignore-output"]
-counts = {"train": explain.class_counts(data.train, data.num_classes), "val": explain.class_counts(data.val, data.num_classes)}
+counts = {"train": np.bincount(data.train_labels, minlength=data.num_classes), "val": np.bincount(data.val_labels, minlength=data.num_classes)}
 rows = [[name, counts["train"][c], counts["val"][c], f"{counts['val'][c] / counts['val'].sum():.1%}"] for c, name in enumerate(data.class_names)]
 rows.append(["total", counts["train"].sum(), counts["val"].sum(), "100.0%"])
 print(format_table(["class", "train", "val", "share of val"], rows, align="lrrr"))
@@ -76,17 +80,30 @@ print(format_table(["class", "train", "val", "share of val"], rows, align="lrrr"
 # ### Augmentation
 #
 # Every training image is decoded once, resized to 280x280 and kept in memory; each epoch then draws new
-# random views of it (`mvlib.data.augment_image`, seeded by epoch and position so a resumed run sees the
-# same views). Two augmentations are available:
+# random views of it with `mvlib.data.augment`, numpy and Pillow only, so one definition serves every
+# backend. Two augmentations are available:
 #
 # * `"keras-io"` (the example's): a random 256x256 crop of the 280x280 image and a random left-right
 #   flip. The flower moves by at most 24 pixels and never changes size.
 # * `"inception"` (the random-resized crop that ml-cvnets trains MobileViT with, as torchvision and timm
-#   do): a random crop covering 8-100% of the area with aspect ratio 3/4-4/3, resized to 256x256, and a
-#   flip. It zooms in, stretches and cuts off parts of the flower: a much stronger regulariser, worth
-#   having with only ~3,000 training photos.
-#
-# One photo (left), then five draws of each:
+#   do): a random crop with aspect ratio 3/4-4/3, resized to 256x256, and a flip. It zooms in, stretches
+#   and cuts off parts of the flower: a much stronger regulariser, worth having with only ~3,000 training
+#   photos. ImageNet recipes keep 8-100% of the area; ours keeps 25-100% (`INCEPTION_AREA`): with a few
+#   dozen epochs on 3,000 photos, crops of 8% (often no flower at all) cost more than they teach.
+
+# %%
+show_source(augment)
+
+# %% [markdown]
+# Every random number comes from the generator it is given. `TrainStream` builds batch i of epoch e from
+# generators seeded with (seed, e, pass, position), so the batches of an epoch are the same whether the
+# run got there in one go or was resumed, and however many threads build them:
+
+# %%
+show_source(TrainStream.batch, TrainStream.on_epoch_end)
+
+# %% [markdown]
+# One photo (left), then five draws of each augmentation:
 
 # %% tags=["nbval-ignore-output"]
 photo, where = example_photo(image_size=256 + RESIZE_MARGIN)  # as cached for training: 280x280
@@ -111,22 +128,32 @@ print(explain.recipe_table(RECIPES))
 # Why `"improved"` differs, row by row:
 #
 # * **AdamW, weight decay 0.05** (not on biases or normalisation weights), **warm-up then cosine decay to
-#   1% of the peak**: ml-cvnets' recipe for MobileViT. The warm-up keeps the first steps, taken while
-#   Adam's moment estimates are still noisy, from throwing the randomly initialised network off course;
-#   the decay lets it settle at the end instead of bouncing around at full learning rate.
+#   1% of the peak**: ours, after ml-cvnets' MobileViT recipe (`mobilevit.yaml`: AdamW with weight decay
+#   0.01 applied to every weight, BatchNorm and biases included, warm-up over 20k iterations, cosine from
+#   2e-3 to 10% of it, batch 1,024, 300 epochs, EMA of the weights, multi-scale sampler). The warm-up keeps
+#   the first steps, taken while Adam's moment estimates are still noisy, from throwing the randomly
+#   initialised network off course; the decay lets it settle at the end instead of bouncing around at
+#   full learning rate.
 # * **Peak learning rate 1e-3 and gradient clipping (global norm 1.0)**: the paper's 2e-3 is for
 #   batches of 1,024 images. At batch 64 a run with peak 2e-3 (and no clipping) climbed to 64% training
 #   accuracy and then fell apart (section 4 shows its curves), so the peak was halved and clipping caps
 #   the occasional huge step.
-# * **`"inception"` augmentation**: see above; ml-cvnets' choice, and the example's crop-and-flip is weak
-#   for ~3,000 photos.
+# * **`"inception"` augmentation**: see above; ml-cvnets' kind of augmentation (with a milder minimum
+#   area), and the example's crop-and-flip is weak for ~3,000 photos.
 # * **BatchNorm momentum 0.9** (PyTorch's 0.1, the paper's setting): the moving averages that BatchNorm
 #   uses at inference follow the training statistics within a few dozen steps. Keras' default 0.99,
-#   which the keras-io model keeps, needs hundreds; section 7 shows what that costs. (`-` in the table:
+#   which the keras-io model keeps, needs hundreds; section 6 shows what that costs. (`-` in the table:
 #   the recipe keeps the model's own momentum. The paper variants are built with 0.9 in any case; the
 #   keras-io variant always has Keras' 0.99.)
 # * `epochs`: 60 is the full schedule; the shipped model was trained for fewer, as printed below.
 #
+# The recipe becomes an optimizer here; everything else is `model.compile` with label-smoothed
+# cross-entropy:
+
+# %%
+show_source(make_optimizer)
+
+# %% [markdown]
 # The learning rate at every step, as the optimizers compute it (`make_optimizer`), for the keras-io
 # recipe and for the shipped run, and the end-of-epoch learning rates logged by the run that diverged:
 
@@ -152,7 +179,13 @@ plt.show()
 # weights of the best epoch so far. Calling it again with the same arguments continues after the last
 # finished epoch; a finished run returns at once. The batches, their augmentation and the dropout masks
 # depend only on (seed, epoch), so an interrupted and resumed run computes what an uninterrupted one
-# would have (`tests/test_train.py` checks that the weights agree).
+# would have (`tests/test_train.py` checks that the weights agree, on TensorFlow and on JAX). The whole
+# function, then the callback that commits each epoch:
+
+# %%
+show_source(train, EpochCommitter)
+
+# %% [markdown]
 #
 # A demonstration on a slice of the photos, with the real model, image size and pipeline but only a few
 # steps per epoch. The first call is stopped after epoch 1 (`StopAfterEpoch` stands in for a crash or a
@@ -163,7 +196,7 @@ demo_data = load_data(limit=by_mode(256, 64))  # at most this many photos per sp
 workdir = tempfile.TemporaryDirectory(prefix="mvlib-04-")
 run_dir = Path(workdir.name) / "xxs-demo"
 demo_recipe = get_recipe("improved", epochs=2, warmup_epochs=1)
-demo = dict(image_size=256, steps_per_epoch=by_mode(4, 2), verbose=2)
+demo = dict(steps_per_epoch=by_mode(4, 2), verbose=2)
 first = train("xxs", demo_data, run_dir, demo_recipe, callbacks=[explain.StopAfterEpoch(1)], **demo)
 
 # %% tags=["nbval-ignore-output"]
@@ -182,34 +215,35 @@ workdir.cleanup()
 # class's share of the slice (about 20%), that is already the effect section 6 explains: after so few
 # steps even momentum 0.9 leaves BatchNorm's moving averages close to their initial values.
 #
-# The model shipped with the package (`mvlib.pretrained`) was trained the same way, from a terminal:
-#
-# ```bash
-# python -m mvlib train --variant xxs --recipe improved --epochs 22 --source folder
-# ```
-#
-# 22 of the recipe's 60 epochs: what fitted in the time available (the schedule -- warm-up, then cosine
-# decay -- is stretched over the epochs asked for, so a shorter run still ends at a low learning rate).
-# One epoch over the ~3,000 training photos takes three to four minutes on the two CPU cores this
-# repository was developed on (about twice that while the machine does other work), so that is a job for
-# a terminal (or a GPU: on Colab, choose a GPU runtime), not for a
-# notebook cell. Its settings and speed:
+# The model shipped with the package (`mvlib.pretrained`) was trained the same way, from a terminal,
+# with the command its `run.json` records. An epoch over the ~3,000 training photos takes minutes on the
+# two CPU cores this repository is developed on -- a job for a terminal or a GPU (README, "Training on a
+# GPU"), not for a notebook cell. Its settings and speed:
 
 # %% tags=["nbval-ignore-output"]
 seconds = [r["seconds"] for r in shipped["history"]]
 print(f"variant {settings['variant']}, recipe {shipped_recipe.name}, {shipped_recipe.epochs} epochs of {settings['steps_per_epoch']} steps "
       f"(batch {shipped_recipe.batch_size}), image size {settings['image_size']}, data: {settings['data_source']}")
 print(f"{len(seconds)} epochs logged, {np.median(seconds):.0f} s per epoch (median, validation included)")
+print("command:", shipped["results"].get("command", "not recorded"))
+print("device:", shipped["results"].get("device", "not recorded"))
 
 # %% [markdown]
 # ## 4. Training curves
 #
-# The shipped run against the run with peak learning rate 2e-3 (dashed: training split, with
-# augmentation and dropout; solid: validation split, in inference mode):
+# The shipped run, the run with peak learning rate 2e-3, and the keras-io example's own published log
+# (its model and recipe, 30 epochs, on tfds's `train[90%:]`; copied from the example's page into
+# `mvlib/pretrained/logs/keras-io-example.csv`). Dashed: training split, with augmentation and dropout;
+# solid: validation split, in inference mode:
 
 # %%
-plot_history({f"shipped (peak lr {shipped_recipe.learning_rate:g}, clipnorm {shipped_recipe.clipnorm:g})": shipped["history"], "peak lr 2e-3, no clipping": diverged})
+kerasio_log = read_history(PRETRAINED_DIR / "logs" / "keras-io-example.csv")
+plot_history({f"shipped (peak lr {shipped_recipe.learning_rate:g}, clipnorm {shipped_recipe.clipnorm:g})": shipped["history"],
+              "peak lr 2e-3, no clipping": diverged, "keras-io example (published)": kerasio_log})
 plt.show()
+best = max(kerasio_log, key=lambda r: r["val_accuracy"])
+print(f"keras-io example: best {best['val_accuracy']:.1%} (epoch {best['epoch']}, the checkpoint it reports), "
+      f"last {kerasio_log[-1]['val_accuracy']:.1%}; epochs 2-8 at {kerasio_log[1]['val_accuracy']:.2%}")
 
 # %% [markdown]
 # The 2e-3 run improved for six epochs, then its training accuracy fell back (`diverged` below) while the
@@ -252,16 +286,21 @@ plot_confusion_matrix(evaluation)
 plt.show()
 
 # %% [markdown]
-# The mistakes the model is most confident about, with the true class, the prediction and its
-# probability. Roses and tulips (similar colours and petals) and daisies and dandelions (both often seen
-# from above on grass) are the pairs to look out for; some photos show several kinds of flowers, or
+# The most frequent confusions, read off the matrix, then the mistakes the model is most confident about,
+# with the true class, the prediction and its probability. Some photos show several kinds of flowers, or
 # mostly something else.
+
+# %% tags=["nbval-ignore-output"]
+confusion, names = evaluation.confusion.copy(), data.class_names
+np.fill_diagonal(confusion, 0)
+for flat in np.argsort(-confusion, axis=None)[:4]:
+    true, predicted = divmod(int(flat), data.num_classes)
+    print(f"{names[true]} taken for {names[predicted]}: {confusion[true, predicted]} of {evaluation.confusion[true].sum()} photos")
 
 # %%
 wrong = evaluation.misclassified()[:12]
-names = data.class_names
 titles = [f"true {names[evaluation.labels[i]]}\npredicted {names[evaluation.predictions[i]]} {evaluation.probabilities[i].max():.0%}" for i in wrong]
-show_jpeg(show_images(explain.images_at(data.val, wrong), titles, columns=6, size=1.7))
+show_jpeg(show_images(data.val_images[wrong].astype(np.float32), titles, columns=6, size=1.7))
 
 # %% [markdown]
 # ## 6. Why the keras-io recipe sat at 19.07%
@@ -284,6 +323,19 @@ for momentum, who in ((0.99, "keras-io: Keras' default"), (0.9, "improved recipe
     print(f"momentum {momentum} ({who}): after one epoch the moving averages hold {momentum**steps:.1%} of their initial values")
 print(f"a model always predicting one class of 70 among 367 photos scores {70 / 367:.2%}")
 
+# %%
+n = np.arange(0, 3 * steps + 1)
+fig, ax = plt.subplots(figsize=(7, 3))
+for momentum in (0.99, 0.9):
+    ax.plot(n, momentum**n, label=f"momentum {momentum}")
+for epoch in (1, 2, 3):
+    ax.axvline(epoch * steps, color="grey", lw=0.5)
+ax.set(xlabel="training steps (grey: end of keras-io epochs 1-3)", ylabel="share of the initial values",
+       title="what is left of BatchNorm's initial statistics: momentum**n")
+ax.legend()
+fig.tight_layout()
+plt.show()
+
 # %% [markdown]
 # At momentum 0.99 the averages are still mostly their initial values after an epoch, and since a
 # constant learning rate of 2e-3 keeps changing the weights, and with them the statistics the averages
@@ -295,10 +347,11 @@ print(f"a model always predicting one class of 70 among 367 photos scores {70 / 
 # and sets every BatchNorm layer's moving mean and variance to `keep * initial + (1 - keep) * trained`,
 # as if the averages had seen only the final statistics, for `steps` updates; nothing else changes.
 # Below: the trained statistics, the lag left by one epoch at momentum 0.99 (keep = 0.99**52) and at
-# 0.9 (keep = 0.9**52), on the validation photos (quick mode: the first two batches).
+# 0.9 (keep = 0.9**52), on the validation photos (quick mode: the first 128).
 
 # %% tags=["nbval-ignore-output"]
-val_subset = data.val.take(by_mode(-1, 2))  # -1: all batches
+count = by_mode(data.num_val, 128)  # quick mode: the first 128 photos
+val_subset = Batches(data.val_images[:count], data.val_labels[:count], data.num_classes)
 keeps = {"trained statistics": 0.0, "one epoch at momentum 0.99": 0.99**steps, "one epoch at momentum 0.9": 0.9**steps}
 lagged = {}
 for label, keep in keeps.items():

@@ -26,7 +26,7 @@ import sys
 if "google.colab" in sys.modules:
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/mobilevit-keras/mobilevit-teaching"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "mvlib[litert] @ git+https://github.com/mobilevit-keras/mobilevit-teaching"], check=True)
 
 # %%
 import mvlib  # first: selects the TensorFlow backend and keeps TensorFlow's C++ start-up logs out of the cells

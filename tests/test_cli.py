@@ -23,7 +23,7 @@ def test_summary_prints_the_parameter_table(capsys):
     "argv, message",
     [
         (["summary", "xxl"], "unknown variant 'xxl'"),
-        (["predict", "no/such/photo.jpg", "--run-dir", "pretrained"], "no such image file: no/such/photo.jpg"),
+        (["predict", "no/such/photo.jpg", "--run-dir", "pretrained"], "no such image file: 'no/such/photo.jpg'"),
         (["evaluate", "--run-dir", "no/such/run"], "no/such/run is not a run folder"),
         (["train", "--variant", "xxl", "--source", "synthetic", "--data-dir", "{tmp}", "--epochs", "1"], "unknown variant 'xxl'"),
     ],

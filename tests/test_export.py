@@ -238,7 +238,9 @@ def test_predictor_on_files(exports, tmp_path):
     assert len(results) == 2 and all(len(r) == 3 for r in results)
     assert abs(sum(p for _, p in predictor.predict(jpeg, top_k=5)[0]) - 1.0) < 1e-5
     # a file goes through exactly the array path after decoding
-    decoded = tf.io.decode_image(jpeg.read_bytes(), channels=3, expand_animations=False).numpy()
+    from mvlib.data import decode_image
+
+    decoded = decode_image(jpeg)
     np.testing.assert_allclose(predictor.predict_proba(jpeg), predictor.predict_proba(decoded), atol=1e-6)
     np.testing.assert_allclose(predictor.predict_proba(png), predictor.predict_proba(pixels), atol=1e-6)
     # ... and gets the evaluation pipeline's pixels (mvlib.data.load_image: resized, rounded to uint8)

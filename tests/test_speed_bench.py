@@ -1,0 +1,60 @@
+"""bench/speed.py, the speed benchmark tool: one tiny real run through its child process, the PyTorch path on a
+tiny model, and the report's arithmetic. Timings themselves are never checked (they depend on the machine)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("speed", ROOT / "bench" / "speed.py")
+speed = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(speed)
+
+
+def test_tiny_keras_run_writes_a_report(tmp_path):
+    args = speed.parse_args(["--variants", "xxs", "--batch-sizes", "2", "--image-size", "64", "--warmup", "1",
+                             "--steps", "1", "--out", str(tmp_path)])
+    report = speed.run(args)
+    assert [(r["model"], r["batch_size"]) for r in report["rows"]] == [("xxs", 2)]
+    assert all(r["train_images_per_s"] > 0 and r["infer_images_per_s"] > 0 for r in report["rows"])
+    env = report["environments"]["xxs"]
+    assert env["framework"].startswith("Keras ") and env["device"]
+    saved = json.loads(next(tmp_path.glob("speed-*.json")).read_text())
+    assert saved["rows"] == report["rows"]
+    assert "| xxs | float32 | 2 |" in next(tmp_path.glob("speed-*.md")).read_text()
+
+
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
+def test_torch_path_on_a_tiny_model(precision):
+    torch = pytest.importorskip("torch")
+
+    def tiny():
+        return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 5))
+
+    result = speed.measure_torch(tiny, precision, batch_size=2, image_size=16, warmup=1, steps=2)
+    assert result["train_images_per_s"] > 0 and result["infer_images_per_s"] > 0
+
+
+def test_best_rows_and_ratios():
+    rows = [
+        {"model": "keras-io", "precision": "float32", "batch_size": 64, "train_images_per_s": 100.0, "infer_images_per_s": 300.0},
+        {"model": "xxs", "precision": "float32", "batch_size": 64, "train_images_per_s": 150.0, "infer_images_per_s": 600.0},
+        {"model": "xxs", "precision": "mixed_bfloat16", "batch_size": 128, "train_images_per_s": 250.0, "infer_images_per_s": 500.0},
+        {"model": "xxs", "precision": "float32", "batch_size": 512, "error": "ResourceExhaustedError: out of memory"},
+    ]
+    best = speed.best_rows(rows)
+    assert best["xxs"][0]["batch_size"] == 128 and best["xxs"][1]["batch_size"] == 64
+    report = {"title": "test", "command": "python bench/speed.py", "rows": rows,
+              "environments": {"xxs": {"framework": "Keras", "device": "CPU", "python": "3.11"}}}
+    markdown = speed.format_markdown(report)
+    assert "| keras-io | 100.0 (64, float32) | 300.0 | 2.50x | 2.00x |" in markdown
+    assert "ResourceExhaustedError" in markdown
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(SystemExit):
+        speed.parse_args(["--variants", "xxl"])
+    with pytest.raises(ValueError, match="steps >= 1"):
+        speed.time_calls(lambda: None, warmup=0, steps=0)
