@@ -130,12 +130,12 @@ def cmd_measure(args) -> None:
     baseline_run = Path(args.baseline_run)
     if (baseline_run / "state.json").exists():
         baseline, _ = load_trained(baseline_run)
-        label = "keras-io (trained)"
+        label, trained = "keras-io (trained)", True
     else:
         baseline = create_mobilevit("keras-io", len(data.class_names), settings["image_size"])
-        label = "keras-io (untrained: latency and size only)"
+        label, trained = "keras-io (untrained: latency and size only)", False
     out = Path(args.out or exports / "measurements")
-    rows = measure_with_baseline(files, model, baseline, data=data.val, baseline_label=label, runs=args.runs,
+    rows = measure_with_baseline(files, model, baseline, data=data.val, baseline_label=label, baseline_trained=trained, runs=args.runs,
                                  check_images=data.balanced_images("val", 32), output=out, settings={"command": " ".join(sys.argv)})
     print(format_markdown(rows))
     print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")

@@ -103,10 +103,12 @@ class ExportError(RuntimeError):
 class ExportCheckError(ExportError):
     """An exported model failed its parity check; ``.report`` is the :class:`ParityReport`."""
 
-    def __init__(self, message: str, report: ParityReport | None = None, size_bytes: int | None = None):
+    def __init__(self, message: str, report: ParityReport | None = None, size_bytes: int | None = None,
+                 ops: dict | None = None):
         super().__init__(message)
         self.report = report
         self.size_bytes = size_bytes  # of the rejected flatbuffer, when an export was checked
+        self.ops = ops or {}  # its ops, as list_ops counts them
 
 
 # --------------------------------------------------------------------------------------------------
@@ -492,6 +494,7 @@ def _check_and_place(
                 f"not written: {report.summary()}",
                 report,
                 size_bytes=len(tflite),
+                ops=list_ops(tflite),
             )
         os.replace(tmp, path)
     except BaseException:
@@ -623,9 +626,10 @@ def export_seed_recipe(model, path: str | os.PathLike, *, check_images=None) -> 
     """The keras-io example's export, verbatim, followed by the same check as :func:`export_litert`.
 
     ``tf.saved_model.save(model, dir)`` + ``TFLiteConverter.from_saved_model(dir)`` with
-    ``optimizations=[tf.lite.Optimize.DEFAULT]``. Under TF 2.21 / Keras 3.15 the converter leaves Keras 3's
-    variables unfrozen and the model outputs NaN, so this raises :class:`ExportCheckError` (its ``.report``
-    shows the NaNs) and leaves no file. It exists to demonstrate the check; don't use it to export.
+    ``optimizations=[tf.lite.Optimize.DEFAULT]`` and ``supported_ops=[TFLITE_BUILTINS, SELECT_TF_OPS]``.
+    Under TF 2.21 / Keras 3.15 the converter leaves Keras 3's variables unfrozen and the model outputs NaN,
+    so this raises :class:`ExportCheckError` (its ``.report`` shows the NaNs, its ``.ops`` the file's ops)
+    and leaves no file. It exists to demonstrate the check; don't use it to export.
     """
     tf = _tensorflow()
 
@@ -637,6 +641,7 @@ def export_seed_recipe(model, path: str | os.PathLike, *, check_images=None) -> 
             tf.saved_model.save(model, tmp)
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
         with native_stderr_captured():
             tflite = converter.convert()
     return _check_and_place(
@@ -859,6 +864,7 @@ def measure_with_baseline(
     images=None,
     labels=None,
     baseline_label: str = "keras-io",
+    baseline_trained: bool = True,
     baseline_path: str | os.PathLike | None = None,
     baseline_min_agreement: float | None = 0.0,
     check_images=None,
@@ -877,7 +883,8 @@ def measure_with_baseline(
     ``tflite_paths`` -- a previous run's baseline -- is replaced, not measured twice). Its check uses
     ``check_images`` (default: the first 32 measured images) and ``baseline_min_agreement`` (default 0:
     the baseline may be untrained, when only its size and latency mean something; NaN outputs and wrong
-    shapes are still rejected).
+    shapes are still rejected). ``baseline_trained=False`` blanks the baseline's accuracy columns: an untrained
+    model's accuracy means nothing.
 
     Returns the rows of :func:`measure_exports` -- the measured files (with a ``keras`` row for ``model``
     first), then the baseline's (its ``keras`` row and its file, named with ``baseline_label``) -- each with
@@ -902,6 +909,8 @@ def measure_with_baseline(
         row["baseline"] = False
     for row in base_rows:
         row["baseline"] = True
+        if not baseline_trained:
+            row["val_top1"] = row["agreement"] = None
         if row["kind"] != "keras":  # exported as "dynamic" above (a tiny model may have no weight big enough to quantize)
             row["file"], row["kind"] = f"{row['file']} ({baseline_label})", "dynamic"
         else:

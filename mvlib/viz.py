@@ -44,7 +44,9 @@ def show_images(images, titles=None, columns: int = 6, size: float = 2.0):
     """A grid of images given as float [0, 255] or uint8 arrays."""
     images = [np.clip(np.asarray(im), 0, 255).astype("uint8") for im in images]
     rows = -(-len(images) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(size * columns, size * rows + 0.3 * rows), squeeze=False)
+    title_lines = max((str(t).count("\n") + 1 for t in titles), default=0) if titles is not None else 0
+    # room for the titles: ~0.17 in per line of 8-pt text, so multi-line titles are not clipped
+    fig, axes = plt.subplots(rows, columns, figsize=(size * columns, rows * (size + 0.17 * title_lines + 0.1)), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for i, im in enumerate(images):

@@ -38,9 +38,10 @@ import numpy as np
 from IPython.display import Markdown, display
 
 from mvlib import viz
+from mvlib import export
 from mvlib.export import DEFAULT_MIN_AGREEMENT, KINDS, ExportError, check_targets, export_all, export_seed_recipe, format_markdown, measure_with_baseline
 from mvlib.model import create_mobilevit
-from mvlib.notebook import by_mode, format_table, load_data, show_jpeg
+from mvlib.notebook import by_mode, format_table, load_data, show_jpeg, show_source
 from mvlib.predict import LiteRTPredictor
 from mvlib.pretrained import load_pretrained
 
@@ -71,8 +72,8 @@ print(f"trained {results_of_run['epoch']} epochs ({settings['recipe']['name']} r
 #   graded on); its **validation** photos are the images every export is checked on.
 
 # %% tags=["nbval-ignore-output"]
-data = load_data(image_size=size, batch_size=32, augment=False, shuffle=False)
-sample = load_data(image_size=size, batch_size=32, augment=False, shuffle=False, limit=by_mode(200, 16))
+data = load_data(image_size=size, batch_size=32, augment=False)
+sample = load_data(image_size=size, batch_size=32, augment=False, limit=by_mode(200, 16))
 print(data.describe())
 print(f"sample: {sample.num_train} training photos (int8 calibration), {sample.num_val} validation photos (checks)")
 assert data.class_names == settings["class_names"]
@@ -86,6 +87,10 @@ assert data.class_names == settings["class_names"]
 # tf.saved_model.save(model, "mobilevit_xxs")
 # converter = tf.lite.TFLiteConverter.from_saved_model("mobilevit_xxs")
 # converter.optimizations = [tf.lite.Optimize.DEFAULT]
+# converter.target_spec.supported_ops = [
+#     tf.lite.OpsSet.TFLITE_BUILTINS,  # Enable TensorFlow Lite ops.
+#     tf.lite.OpsSet.SELECT_TF_OPS,  # Enable TensorFlow ops.
+# ]
 # tflite_model = converter.convert()
 # ```
 #
@@ -102,18 +107,28 @@ assert data.class_names == settings["class_names"]
 # %% tags=["nbval-ignore-output"]
 seed_recipe_bytes = None
 try:
-    export_seed_recipe(model, ARTIFACTS / "seed_recipe.tflite", check_images=sample.val.take(1))
+    export_seed_recipe(model, ARTIFACTS / "seed_recipe.tflite", check_images=sample.balanced_images("val", 32))
     print("the keras-io recipe passed the check: this TensorFlow / Keras pair no longer has the bug")
 except ExportError as error:
     print(error)
     seed_recipe_bytes = error.size_bytes
     print(f"\nthe rejected file: {seed_recipe_bytes / 1e6:.2f} MB; it was not kept: {not (ARTIFACTS / 'seed_recipe.tflite').exists()}")
+    print("its ops:", ", ".join(f"{name} x{count}" for name, count in sorted(error.ops.items())))
 
 # %% [markdown]
+# The `VAR_HANDLE` / `READ_VARIABLE` pairs are the unfrozen variables: there is no `CONV_2D` with its
+# weights in the file, only reads of variables that nothing initialises.
+#
 # What works: write the SavedModel with Keras 3's own exporter (`keras.export.ExportArchive`, what
 # `model.export()` uses), convert that, and check the result. `export_litert` does exactly this for one
 # kind, `export_all` for several (writing the SavedModel once). Each file is written to a temporary name,
-# checked, and only then moved into place.
+# checked, and only then moved into place. The three steps, as the package has them -- the SavedModel,
+# the conversion of each kind, and the check that stands between a file and its place on disk:
+
+# %%
+show_source(export._write_saved_model, export._convert, export.check_parity)
+
+# %% [markdown]
 #
 # ## 3. Four exports, each checked
 #
@@ -136,7 +151,8 @@ except ExportError as error:
 
 # %% tags=["nbval-ignore-output"]
 results = export_all(
-    model, ARTIFACTS, KINDS, stem=settings["variant"], representative_images=sample.train, check_images=sample.val,
+    model, ARTIFACTS, KINDS, stem=settings["variant"], representative_images=sample.balanced_images("train", by_mode(200, 16)),
+    check_images=sample.balanced_images("val", by_mode(200, 16)),
     limits={"int8": {"min_agreement": 0.0}},  # reported, not enforced: see above
 )
 for kind, result in results.items():
@@ -178,8 +194,12 @@ print(f"int8: {results['int8'].float_ops} ops compute in float between DEQUANTIZ
 # reference: the keras-io example's model exported the example's way (dynamic range; through
 # `export_litert`, since the example's own recipe gives NaN). No trained keras-io weights ship with the
 # package, so that model is untrained here: only its size and latency mean anything, and those do not
-# depend on the weights. (`python -m mvlib measure --baseline-run` uses a trained keras-io run if you
-# have one.)
+# depend on the weights, so its accuracy cells say `--`. (`python -m mvlib measure --baseline-run` uses a
+# trained keras-io run if you have one.)
+#
+# Two agreement figures appear in this notebook for each file, and they need not match: the export's
+# check above uses the class-balanced sample of validation photos, the table's "agreement" column all of
+# them.
 #
 # * **val top-1**: accuracy on the whole held-out validation split (a quick run uses fewer photos);
 # * **agreement**: the fraction of those photos on which the file predicts the Keras model's class;
@@ -199,6 +219,7 @@ rows = measure_with_baseline(
     baseline,
     data=data.val,
     baseline_label="keras-io, untrained",
+    baseline_trained=False,
     max_images=by_mode(None, 32),
     warmup=by_mode(10, 2),
     runs=by_mode(50, 5),
@@ -219,15 +240,15 @@ plt.show()
 
 # %% tags=["nbval-ignore-output"]
 predictor = LiteRTPredictor(results["int8"].path, data.class_names, num_threads=2)
-images, labels = next(iter(sample.val))
-images, truth = images.numpy()[:5], labels.numpy()[:5].argmax(1)
+picked = [int(np.flatnonzero(sample.val_labels == c)[0]) for c in range(sample.num_classes)]
+images, truth = sample.val_images[picked].astype(np.float32), sample.val_labels[picked]
 predictions = predictor.predict(images, top_k=3)
 titles = []
 for true_class, top3 in zip(truth, predictions):
     name = data.class_names[true_class]
     print(f"{name:>10}: " + ", ".join(f"{label} {p:.2f}" for label, p in top3))
     titles.append(f"true: {name}\n" + "\n".join(f"{label} {p:.2f}" for label, p in top3))
-show_jpeg(viz.show_images(images, titles, columns=5, size=2.2))
+show_jpeg(viz.show_images(images, titles, columns=5, size=2.6))
 
 # %% [markdown]
 # ## 6. The targets
