@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def train_args(p):
         p.add_argument("--variant", default="xxs", help="keras-io, xxs, xs or s")
-        p.add_argument("--recipe", default="improved", help="keras-io or improved")
+        p.add_argument("--recipe", default="improved", help="keras-io, improved or long (mvlib.train.RECIPES)")
         p.add_argument("--epochs", type=int, help="default: the recipe's")
         p.add_argument("--batch-size", type=int, help="default: the recipe's (64)")
         p.add_argument("--image-size", type=int, default=256)

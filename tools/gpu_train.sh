@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The GPU run, as one command on a box with JAX (CUDA) and no TensorFlow or network, from a checkout that
+# carries wheels/ (tools/fetch_wheels.sh) and data/flowers256/ (tools/pack_photos.py):
+#
+#     OUT=results tools/gpu_train.sh
+#
+# Trains xxs with the "long" recipe and the keras-io model with the keras-io recipe on JAX, writes both run
+# folders under $OUT (default: runs/), and prints each run's summary. ~7 minutes on one H100 (estimated from
+# measured per-epoch times there; a run prints its own estimate after its first steps).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python -c "import keras" 2>/dev/null || python -m pip install --quiet --no-index --no-deps wheels/*.whl
+export KERAS_BACKEND=jax
+OUT=${OUT:-runs}
+# ARGS: extra train options, e.g. ARGS="--epochs 1 --limit 64" for a dry run of this script on a CPU
+ARGS=(--source folder --data-dir data/flowers256 ${ARGS:-})
+python -m mvlib train --variant xxs --recipe long "${ARGS[@]}" --run-dir "$OUT/xxs-long"
+python -m mvlib train --variant keras-io --recipe keras-io "${ARGS[@]}" --run-dir "$OUT/keras-io-keras-io"
