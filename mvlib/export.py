@@ -573,6 +573,7 @@ def export_litert(
     started = time.perf_counter()
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; valid kinds: {', '.join(KINDS)}")
+    _tensorflow()  # fail before any work when the backend cannot be exported
     path = Path(path)
     representative, check_pixels, source = _prepare_images(model, kind, representative_images, check_images, max_calibration_images)
     if saved_model_dir is not None:
