@@ -53,25 +53,11 @@ def conv_bn_act(
         padding = "valid"
     else:
         padding = "same"
+    common = dict(strides=strides, padding=padding, use_bias=not norm)
     if groups == 1:
-        x = layers.Conv2D(
-            filters,
-            kernel_size,
-            strides=strides,
-            padding=padding,
-            use_bias=not norm,
-            kernel_initializer=PAPER_CONV_INIT,
-            name=f"{name}_conv",
-        )(x)
+        x = layers.Conv2D(filters, kernel_size, kernel_initializer=PAPER_CONV_INIT, name=f"{name}_conv", **common)(x)
     else:  # only depthwise grouping is used by MobileViT
-        x = layers.DepthwiseConv2D(
-            kernel_size,
-            strides=strides,
-            padding=padding,
-            use_bias=not norm,
-            depthwise_initializer=PAPER_CONV_INIT,
-            name=f"{name}_dwconv",
-        )(x)
+        x = layers.DepthwiseConv2D(kernel_size, depthwise_initializer=PAPER_CONV_INIT, name=f"{name}_dwconv", **common)(x)
     if norm:
         x = layers.BatchNormalization(momentum=bn_momentum, epsilon=1e-5, name=f"{name}_bn")(x)
     if activation:

@@ -249,10 +249,11 @@ print(f"keras-io example: best {best['val_accuracy']:.1%} (epoch {best['epoch']}
 # The 2e-3 run improved for six epochs, then its training accuracy fell back (`diverged` below) while the
 # learning rate was still near its peak: the optimiser was taking steps too large for batches of 64.
 #
-# Which weights ship? `train` keeps the weights of the epoch with the best validation accuracy. That
-# choice is made *on the validation split itself*, so the best epoch's validation accuracy is an
-# optimistic estimate of accuracy on new photos (with one split and no test set, it is the number there
-# is; the last epoch's accuracy is the honest one when the curves are flat).
+# Which weights ship? `train` also keeps the weights of the epoch with the best validation accuracy, but
+# that choice is made *on the validation split itself*, so the best epoch's validation accuracy is an
+# optimistic estimate of accuracy on new photos. The honest number is the last epoch's, and so the
+# package ships, and `evaluate` / `export` use, the last epoch's weights unless told otherwise
+# (`--weights best`). `run.json` says which weights these are:
 
 # %%
 results = shipped["results"]
@@ -265,13 +266,19 @@ print(f"diverged: training accuracy {peak['accuracy']:.1%} at epoch {peak['epoch
 # %% [markdown]
 # ## 5. Evaluating the shipped model
 #
-# The shipped weights, evaluated here on every validation photo. On the photo folder this is the split
-# the run was validated on, so the accuracy should match the best epoch's above. (From tensorflow-datasets,
-# e.g. on Colab, the validation split is tfds's `train[90%:]`, which contains photos the shipped model
-# was trained on: the cell says so when the sources differ, and the number is then too optimistic.)
+# The shipped weights, evaluated here on every validation photo at the size the package uses them at
+# (`run.json`'s `image_size`). On the photo folder this is the split the run was validated on; if the run
+# trained at a smaller size than that (to get more epochs out of a CPU), its log's validation figures were
+# measured at the training size, and the number here is the one that counts. MobileViT has no positional
+# embedding, so the same weights run at any multiple of 32. (From tensorflow-datasets, e.g. on Colab, the
+# validation split is tfds's `train[90%:]`, which contains photos the shipped model was trained on: the
+# cell says so when the sources differ, and the number is then too optimistic.)
 
 # %% tags=["nbval-ignore-output"]
 model, info = load_pretrained()
+print(f"trained at {info['settings']['image_size']}x{info['settings']['image_size']}, evaluated at {model.input_shape[1]}x{model.input_shape[2]}")
+if model.input_shape[1] != data.image_size:
+    data = load_data(image_size=model.input_shape[1])
 evaluation = evaluate_model(model, data.val, data.class_names)
 print(evaluation.report())
 if data.source != info["settings"]["data_source"]:

@@ -116,8 +116,9 @@ except ExportError as error:
     print("its ops:", ", ".join(f"{name} x{count}" for name, count in sorted(error.ops.items())))
 
 # %% [markdown]
-# The `VAR_HANDLE` / `READ_VARIABLE` pairs are the unfrozen variables: there is no `CONV_2D` with its
-# weights in the file, only reads of variables that nothing initialises.
+# The graph is all there -- `CONV_2D`, `BATCH_MATMUL`, `SOFTMAX` -- but every weight reaches it through a
+# `VAR_HANDLE` / `READ_VARIABLE` pair: the variables were not frozen into constants, the file holds no
+# weights (hence its size), and at run time the reads return memory that nothing initialised.
 #
 # What works: write the SavedModel with Keras 3's own exporter (`keras.export.ExportArchive`, what
 # `model.export()` uses), convert that, and check the result. `export_litert` does exactly this for one
