@@ -845,17 +845,6 @@ def write_measurements(
 BASELINE_FILE = "keras-io_dynamic.tflite"
 
 
-def _first_images(data, images, limit: int) -> np.ndarray | None:
-    out, n = [], 0
-    for batch, _ in _iter_labelled(data, images, None):
-        batch = batch[None] if batch.ndim == 3 else batch
-        out.append(batch[: limit - n])
-        n += len(out[-1])
-        if n >= limit:
-            break
-    return np.concatenate(out) if out else None
-
-
 def measure_with_baseline(
     tflite_paths: Sequence[str | os.PathLike],
     model,
@@ -902,7 +891,7 @@ def measure_with_baseline(
     if data is not None and iter(data) is data:  # a generator: keep its batches for the second pass
         data = list(data)
     if check_images is None:
-        check_images = _first_images(data, images, 32)
+        check_images = _collect_images(data if data is not None else images, _model_image_size(model), 32)
     export_litert(baseline_model, baseline_path, "dynamic", check_images=check_images, min_agreement=baseline_min_agreement)
     rows, measured = _measure(paths, model, data, images, labels, threads, warmup, runs, max_images)
     base_rows, _ = _measure([baseline_path], baseline_model, data, images, labels, threads, warmup, runs, max_images)

@@ -243,10 +243,10 @@ def test_predictor_on_files(exports, tmp_path):
     decoded = decode_image(jpeg)
     np.testing.assert_allclose(predictor.predict_proba(jpeg), predictor.predict_proba(decoded), atol=1e-6)
     np.testing.assert_allclose(predictor.predict_proba(png), predictor.predict_proba(pixels), atol=1e-6)
-    # ... and gets the evaluation pipeline's pixels (mvlib.data.load_image: resized, rounded to uint8)
+    # ... and gets the evaluation pipeline's pixels (mvlib.data.load_image: resized as uint8)
     from mvlib.data import load_image
 
-    np.testing.assert_allclose(predictor.predict_proba(jpeg), predictor.predict_proba(load_image(jpeg, SIZE).numpy()), atol=1e-6)
+    np.testing.assert_allclose(predictor.predict_proba(jpeg), predictor.predict_proba(load_image(jpeg, SIZE)), atol=1e-6)
 
     with pytest.raises(FileNotFoundError, match="no such image file"):
         predictor.predict(tmp_path / "missing.jpg")

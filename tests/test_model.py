@@ -159,8 +159,3 @@ def test_logits_option():
 def test_bad_arguments_raise_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         create_mobilevit(**kwargs)
-
-
-def test_config_table_is_the_single_source():
-    assert set(VARIANTS) == {"keras-io", "xxs", "xs", "s"}
-    assert VARIANTS["xxs"].mvit == ((48, 64, 2), (64, 80, 4), (80, 96, 3))
