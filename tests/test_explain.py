@@ -150,7 +150,7 @@ def test_recipe_table_and_learning_rates():
     from mvlib.train import RECIPES, get_recipe
 
     table = explain.recipe_table(RECIPES)
-    assert table.splitlines()[0].split() == ["setting", "keras-io", "improved"]
+    assert table.splitlines()[0].split() == ["setting", *RECIPES]
     assert "learning_rate    0.002     0.001" in table and "bn_momentum" in table
     epochs, lrs = explain.learning_rate_curve(get_recipe("improved", epochs=4, warmup_epochs=1), steps_per_epoch=5)
     assert len(epochs) == 21 and epochs[-1] == 4
