@@ -57,11 +57,11 @@ print(f"exports go to {ARTIFACTS}/")
 # %%
 model, info = load_pretrained()
 settings, results_of_run = info["settings"], info["results"]
-size = settings["image_size"]
+size = model.input_shape[1]  # the size the weights are meant to be used at (run.json's image_size)
 print(f"{model.name}: variant {settings['variant']}, {model.count_params():,} parameters, input {size}x{size} RGB in [0, 255]")
 print(f"classes: {', '.join(settings['class_names'])}")
-print(f"trained {results_of_run['epoch']} epochs ({settings['recipe']['name']} recipe); "
-      f"best validation top-1 during training: {results_of_run['best_val_accuracy']:.1%}")
+print(f"trained {results_of_run['epoch']} epochs ({settings['recipe']['name']} recipe) at {settings['image_size']}x{settings['image_size']}; "
+      f"shipped: the {results_of_run['weights']}")
 
 # %% [markdown]
 # Two views of tf_flowers, both with the evaluation preprocessing (resize to 256x256, no augmentation):
