@@ -62,4 +62,5 @@ def evaluate(predict_fn, dataset, class_names) -> Evaluation:
 
 
 def evaluate_model(model, dataset, class_names) -> Evaluation:
-    return evaluate(lambda x: model(x, training=False), dataset, class_names)
+    """:func:`evaluate` with a Keras model, through ``predict_on_batch`` (compiled, NumPy out, every backend)."""
+    return evaluate(model.predict_on_batch, dataset, class_names)

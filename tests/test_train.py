@@ -18,6 +18,7 @@ import pytest
 import mvlib  # noqa: F401
 import keras
 from mvlib.data import load_flowers
+from mvlib.evaluate import evaluate_model
 from mvlib.pretrained import load_trained
 from mvlib.train import RECIPES, Progress, get_recipe, make_optimizer, train
 
@@ -90,6 +91,12 @@ def test_resume_after_interruption_matches_uninterrupted_run(tiny_data, tmp_path
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
     assert load_trained(tmp_path / "resumed", image_size=96)[0].input_shape == (None, 96, 96, 3)
 
+    evaluation = evaluate_model(model, tiny_data.val, tiny_data.class_names)
+    direct = np.concatenate([np.asarray(model(x, training=False)).argmax(1) for x, _ in tiny_data.val])
+    assert len(evaluation.labels) == tiny_data.num_val
+    np.testing.assert_array_equal(evaluation.predictions, direct)
+    np.testing.assert_array_equal(evaluation.labels, tiny_data.val_labels)
+
 
 def test_progress_lines_for_log_files(capsys):
     """Line mode (output not a terminal): an up-front estimate, then a line at least every `every` seconds."""
@@ -111,6 +118,7 @@ JAX_SCRIPT = textwrap.dedent(
     assert "tensorflow" not in sys.modules, "importing mvlib under JAX imported TensorFlow"
     import keras, numpy as np
     from mvlib.data import load_flowers
+from mvlib.evaluate import evaluate_model
     from mvlib.train import get_recipe, train
 
     class Snapshot(keras.callbacks.Callback):  # what a run killed after epoch 1 leaves (see the TF test)
@@ -152,6 +160,7 @@ MIRRORED = textwrap.dedent(
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from mvlib.data import load_flowers
+from mvlib.evaluate import evaluate_model
     from mvlib.train import get_recipe, train
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     data = load_flowers("synthetic", sys.argv[1], image_size=64, batch_size=8, limit=16)
