@@ -196,11 +196,13 @@ class TrainStream(keras.utils.PyDataset):
         return self.steps
 
     def _order(self, epoch: int, pass_index: int) -> np.ndarray:
+        """Permutation ``pass_index`` of epoch ``epoch``, cached (worker threads share it; a race only recomputes it)."""
         key = (epoch, pass_index)
-        if key not in self._orders:
-            self._orders = {k: v for k, v in self._orders.items() if k[0] == epoch}  # forget older epochs
-            self._orders[key] = np.random.default_rng((self.seed, epoch, pass_index)).permutation(len(self.images))
-        return self._orders[key]
+        order = self._orders.get(key)
+        if order is None:
+            order = np.random.default_rng((self.seed, epoch, pass_index)).permutation(len(self.images))
+            self._orders = {**{k: v for k, v in self._orders.items() if k[0] == epoch}, key: order}  # forget older epochs
+        return order
 
     def batch(self, epoch: int, index: int):
         """Batch ``index`` of epoch ``epoch`` (what ``stream[index]`` returns during that epoch)."""
