@@ -118,7 +118,6 @@ JAX_SCRIPT = textwrap.dedent(
     assert "tensorflow" not in sys.modules, "importing mvlib under JAX imported TensorFlow"
     import keras, numpy as np
     from mvlib.data import load_flowers
-from mvlib.evaluate import evaluate_model
     from mvlib.train import get_recipe, train
 
     class Snapshot(keras.callbacks.Callback):  # what a run killed after epoch 1 leaves (see the TF test)
@@ -160,7 +159,6 @@ MIRRORED = textwrap.dedent(
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from mvlib.data import load_flowers
-from mvlib.evaluate import evaluate_model
     from mvlib.train import get_recipe, train
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     data = load_flowers("synthetic", sys.argv[1], image_size=64, batch_size=8, limit=16)
