@@ -136,7 +136,10 @@ def _tiny_classifier(size: int = 32, num_classes: int = len(CLASSES)):
     x = layers.BatchNormalization()(x)
     x = layers.LayerNormalization()(x)
     x = layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, layers.Dense(num_classes, activation="softmax")(x), name="tiny")
+    # Large classifier weights make the predicted class depend on the image, so a broken file cannot agree
+    # with Keras by chance (with small random weights every image gets the same class, garbage included).
+    dense = layers.Dense(num_classes, activation="softmax", kernel_initializer=keras.initializers.RandomNormal(stddev=5.0, seed=0))
+    return keras.Model(inputs, dense(x), name="tiny")
 
 
 @pytest.mark.parametrize(
@@ -162,10 +165,10 @@ def test_seed_recipe_is_caught(which, request, tmp_path):
     size = model.input_shape[1]
     path = tmp_path / "seed.tflite"
     with pytest.raises(ExportCheckError, match="NaN|top-1 agreement") as info:
-        export_seed_recipe(model, path, check_images=synthetic_images(4, (size, size)))
+        export_seed_recipe(model, path, check_images=synthetic_images(8, (size, size)))
     report = info.value.report
     assert report is not None and not report.passed
-    assert report.nan_images == 4 or report.top1_agreement < 0.5, report.summary()
+    assert report.nan_images == 8 or report.top1_agreement < 0.9 or report.max_abs_diff > 0.25, report.summary()
     assert info.value.size_bytes > 0
     assert not path.exists()
     assert list(tmp_path.iterdir()) == []
