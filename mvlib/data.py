@@ -59,7 +59,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 RESIZE_MARGIN = 24  # keras-io: resize to 280, random-crop 256
 TFDS_NAME = "tf_flowers"

@@ -19,7 +19,6 @@ from the more recently edited twin, full mode unless ``--quick``) and writes bot
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import keras

@@ -6,7 +6,6 @@ read (a small slice) when ``../shared/data/flower_photos`` exists.
 
 import io
 import os
-import shutil
 import warnings
 from pathlib import Path
 

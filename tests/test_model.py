@@ -10,7 +10,7 @@ import pytest
 
 import mvlib  # noqa: F401
 from mvlib import blocks
-from mvlib.model import VARIANTS, create_mobilevit
+from mvlib.model import create_mobilevit
 
 
 def trainable(model):
