@@ -324,7 +324,7 @@ def check_parity(
 ) -> ParityReport:
     """Compare a ``.tflite`` model with the Keras ``model`` on ``images`` (array or iterable of batches).
 
-    Checks: the interpreter runs; the output shape is the Keras one; no NaN/inf; for ``kind="float32"``
+    Checks: the weights are in the file (no unwritten variables); the interpreter runs; the output shape is the Keras one; no NaN/inf; for ``kind="float32"``
     max |diff| <= ``max_abs_diff`` (default 1e-4); for the quantized kinds top-1 agreement with Keras
     >= ``min_agreement`` (default 0.9). Either limit may be given for any kind (``max_abs_diff`` then
     also applies to quantized kinds; ``min_agreement`` to float32). Never raises on a failed check --
@@ -349,6 +349,13 @@ def check_parity(
         max_abs_diff_limit=diff_limit,
         min_agreement=agreement_limit,
     )
+    ops = list_ops(tflite_path_or_bytes)
+    if ops.get("READ_VARIABLE") and not ops.get("ASSIGN_VARIABLE"):
+        # What the keras-io recipe produces: nothing in the file gives the variables a value, so the
+        # outputs are whatever the interpreter's memory held (NaN in a fresh process, anything later).
+        report.problems.append(
+            f"{ops['READ_VARIABLE']} READ_VARIABLE ops but no ASSIGN_VARIABLE: the weights were not frozen into the file"
+        )
     try:
         runner = LiteRTRunner(tflite_path_or_bytes, num_threads=num_threads)
         if runner.image_size != size:

@@ -155,20 +155,19 @@ def _tiny_classifier(size: int = 32, num_classes: int = len(CLASSES)):
     ],
 )
 def test_seed_recipe_is_caught(which, request, tmp_path):
-    """tf.saved_model.save + from_saved_model + Optimize.DEFAULT (the keras-io recipe) gives NaN outputs
-    under TF 2.21 / Keras 3.15; the check rejects it and no file (not even the temporary one) remains.
-
-    The file reads its unfrozen variables from memory nothing wrote: in a fresh process that gives NaN, but
-    after other interpreters have run in the same process it was seen (1 run in 3 of this module) to give
-    finite garbage instead -- which the check rejects just as well (top-1 agreement ~0)."""
+    """tf.saved_model.save + from_saved_model + Optimize.DEFAULT (the keras-io recipe) under TF 2.21 /
+    Keras 3.15 leaves the variables out of the file; the check rejects it and no file (not even the
+    temporary one) remains. What such a file outputs depends on what the interpreter's memory held (NaN in
+    a fresh process, finite garbage or even the right answer after other interpreters ran), so the check
+    that must catch it is the structural one: variables read, never written."""
     model = _tiny_classifier() if which == "tiny" else request.getfixturevalue("model")
     size = model.input_shape[1]
     path = tmp_path / "seed.tflite"
-    with pytest.raises(ExportCheckError, match="NaN|top-1 agreement") as info:
+    with pytest.raises(ExportCheckError, match="READ_VARIABLE ops but no ASSIGN_VARIABLE") as info:
         export_seed_recipe(model, path, check_images=synthetic_images(8, (size, size)))
     report = info.value.report
     assert report is not None and not report.passed
-    assert report.nan_images == 8 or report.top1_agreement < 0.9 or report.max_abs_diff > 0.25, report.summary()
+    assert info.value.ops["READ_VARIABLE"] > 0 and "ASSIGN_VARIABLE" not in info.value.ops
     assert info.value.size_bytes > 0
     assert not path.exists()
     assert list(tmp_path.iterdir()) == []
