@@ -80,7 +80,7 @@ def measure_keras(variant: str, precision: str, batch_size: int, image_size: int
     import numpy as np
 
     from mvlib.model import create_mobilevit
-    from mvlib.train import compile_model, get_recipe
+    from mvlib.training.recipes import compile_model, get_recipe
 
     keras.config.set_dtype_policy(precision)
     keras.utils.set_random_seed(0)
@@ -167,7 +167,7 @@ def environment(model: str) -> dict:
         return {**info, "framework": f"PyTorch {torch.__version__}, timm {timm.__version__}", "device": gpu or "CPU"}
     import keras
 
-    from mvlib.train import describe_device
+    from mvlib.device import describe_device
 
     return {**info, "framework": f"Keras {keras.__version__} on {keras.backend.backend()}", "device": describe_device()}
 

@@ -39,8 +39,8 @@ def _load_data(args, **kwargs):
 
 
 def _evaluate_and_save(model, data, out_dir: Path) -> None:
-    from mvlib.evaluate import evaluate_model
-    from mvlib.viz import plot_confusion_matrix
+    from mvlib.training.evaluate import evaluate_model
+    from mvlib.analysis.figures import plot_confusion_matrix
 
     evaluation = evaluate_model(model, data.val, data.class_names)
     print(evaluation.report())
@@ -51,7 +51,8 @@ def _evaluate_and_save(model, data, out_dir: Path) -> None:
 
 
 def cmd_train(args) -> None:
-    from mvlib.train import get_recipe, train
+    from mvlib.training.recipes import get_recipe
+    from mvlib.training.train import train
 
     recipe = get_recipe(args.recipe, epochs=args.epochs, batch_size=args.batch_size)
     data = _load_data(args, batch_size=recipe.batch_size, seed=args.seed)
@@ -60,14 +61,14 @@ def cmd_train(args) -> None:
     print(result.summary())
     if not args.no_evaluate:
         # The weights that `evaluate`, `export` and `publish` use by default: the last epoch's.
-        from mvlib.pretrained import load_trained
+        from mvlib.training.pretrained import load_trained
 
         print("evaluating the last epoch's weights")
         _evaluate_and_save(load_trained(run_dir)[0], data, run_dir)
 
 
 def cmd_evaluate(args) -> None:
-    from mvlib.pretrained import load_trained
+    from mvlib.training.pretrained import load_trained
 
     model, settings = load_trained(args.run_dir, args.weights, args.image_size)
     args.image_size = settings["image_size"]
@@ -79,8 +80,8 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_predict(args) -> None:
-    from mvlib.predict import read_image, preprocess_images
-    from mvlib.pretrained import load_trained
+    from mvlib.data.images import preprocess_images, read_image
+    from mvlib.training.pretrained import load_trained
 
     model, settings = load_trained(args.run_dir, args.weights)
     names = settings["class_names"]
@@ -92,8 +93,8 @@ def cmd_predict(args) -> None:
 
 
 def cmd_export(args) -> None:
-    from mvlib.export import KINDS, export_all
-    from mvlib.pretrained import load_trained
+    from mvlib.litert.export import KINDS, export_all
+    from mvlib.training.pretrained import load_trained
 
     model, settings = load_trained(args.run_dir, args.weights, args.image_size)
     args.image_size = settings["image_size"]
@@ -115,9 +116,9 @@ def cmd_export(args) -> None:
 
 def cmd_measure(args) -> None:
     """One table for every export in --exports, beside the keras-io model's dynamic-range export."""
-    from mvlib.export import BASELINE_FILE, format_markdown, measure_with_baseline
+    from mvlib.litert.measure import BASELINE_FILE, format_markdown, measure_with_baseline
     from mvlib.model import create_mobilevit
-    from mvlib.pretrained import load_trained
+    from mvlib.training.pretrained import load_trained
 
     model, settings = load_trained(args.run_dir, args.weights, args.image_size)
     args.image_size = settings["image_size"]
@@ -142,7 +143,7 @@ def cmd_measure(args) -> None:
 
 
 def cmd_publish(args) -> None:
-    from mvlib.pretrained import publish_run
+    from mvlib.training.pretrained import publish_run
 
     folder = publish_run(args.run_dir, args.name, args.weights, command=args.command, image_size=args.image_size)
     print(f"published {args.run_dir} to {folder}")
@@ -186,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def train_args(p):
         p.add_argument("--variant", default="xxs", help="keras-io, xxs, xs or s")
-        p.add_argument("--recipe", default="improved", help="keras-io, improved or long (mvlib.train.RECIPES)")
+        p.add_argument("--recipe", default="improved", help="keras-io, improved or long (mvlib.training.recipes.RECIPES)")
         p.add_argument("--epochs", type=int, help="default: the recipe's")
         p.add_argument("--batch-size", type=int, help="default: the recipe's (64)")
         p.add_argument("--image-size", type=int, default=256)
@@ -259,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import mvlib  # noqa: F401  (quiet TensorFlow start-up before any command imports keras)
 
-    from mvlib.export import ExportError
+    from mvlib.litert.parity import ExportError
 
     try:
         args.func(args)

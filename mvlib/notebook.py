@@ -24,6 +24,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from mvlib.tables import format_table
+
 __all__ = [
     "REPO",
     "REPO_URL",
@@ -98,41 +100,13 @@ def by_mode(full, quick):
 
 
 def block_model(builder, input_shape, *, name: str, **kwargs) -> keras.Model:
-    """Wrap one ``mvlib.blocks`` builder in a ``keras.Model`` so it can be summarised and counted.
+    """Wrap one ``mvlib.model.blocks`` builder in a ``keras.Model`` so it can be summarised and counted.
 
     ``block_model(blocks.inverted_residual, (64, 64, 16), name="mv2", expanded_channels=32,
     output_channels=16)`` -- the builder's layers are named ``mv2_...``.
     """
     inputs = keras.Input(tuple(input_shape), name=f"{name}_input")
     return keras.Model(inputs, builder(inputs, name=name, **kwargs), name=name)
-
-
-def _cell(value) -> str:
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    if isinstance(value, (int, np.integer)):
-        return f"{int(value):,}"
-    if isinstance(value, (float, np.floating)):
-        return f"{value:,.2f}"
-    return str(value)
-
-
-def format_table(headers, rows, align: str | None = None) -> str:
-    """A plain-text table (deterministic, so nbval can compare it). Integers get thousands separators.
-
-    ``align``: one character per column, ``"l"`` or ``"r"``; by default numbers right, text left.
-    """
-    cells = [[_cell(v) for v in row] for row in rows]
-    if align is None:
-        first = rows[0] if rows else [""] * len(headers)
-        align = "".join("r" if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) else "l" for v in first)
-    widths = [max([len(str(h))] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-
-    def line(values):
-        return "  ".join(v.rjust(w) if a == "r" else v.ljust(w) for v, w, a in zip(values, widths, align)).rstrip()
-
-    out = [line([str(h) for h in headers]), "  ".join("-" * w for w in widths)]
-    return "\n".join(out + [line(r) for r in cells])
 
 
 def _shape(tensor) -> str:
@@ -283,24 +257,25 @@ def example_photo(image_size: int = 256, class_name: str = "sunflowers", index: 
     validation pipeline does.
     """
     from mvlib import data
+    from mvlib.data import flowers
 
-    folder = data.default_data_dir() / class_name
+    folder = flowers.default_data_dir() / class_name
     files = sorted(p for p in folder.glob("*") if p.is_file() and not p.name.startswith(".")) if folder.is_dir() else []
     if files:
         path = files[index % len(files)]
         return data.load_image(path, image_size), f"photo {class_name}/{path.name} from {folder.parent}"
-    if data.tfds_available():
+    if flowers.tfds_available():
         import tensorflow_datasets as tfds
 
-        ds, info = tfds.load(data.TFDS_NAME, split="train", as_supervised=True, with_info=True)
+        ds, info = tfds.load(flowers.TFDS_NAME, split="train", as_supervised=True, with_info=True)
         names = info.features["label"].names
         target = names.index(class_name) if class_name in names else 0
         for image, _ in tfds.as_numpy(ds.filter(lambda im, lb: lb == target).skip(index).take(1)):
             return data.resize(image, image_size).astype(np.float32), f"tf_flowers ({names[target]}, image {index}) from tensorflow-datasets"
     root = data.make_synthetic_flowers()
-    synthetic_class = class_name if (root / class_name).is_dir() else data.SYNTHETIC_CLASSES[0]
+    synthetic_class = class_name if (root / class_name).is_dir() else flowers.SYNTHETIC_CLASSES[0]
     path = sorted((root / synthetic_class).glob("*.jpg"))[index]
-    note = f"SYNTHETIC image {synthetic_class}/{path.name} (no photos at {data.default_data_dir()})"
+    note = f"SYNTHETIC image {synthetic_class}/{path.name} (no photos at {flowers.default_data_dir()})"
     return data.load_image(path, image_size), note
 
 

@@ -6,16 +6,15 @@
 # MobileViT (Mehta & Rastegari, [arXiv 2110.02178](https://arxiv.org/abs/2110.02178)) is assembled from
 # four blocks: a strided convolution, the MobileNetV2 inverted residual ("MV2"), a transformer encoder
 # layer, and the MobileViT block that puts transformers between convolutions. This notebook builds each
-# one from `mvlib.blocks`: first its code, exactly as the package has it (`show_source` renders the
-# package's own source, so what you read is what runs), then what it does to a tensor and what it costs
-# in weights.
+# one: first its code, exactly as the package has it (`show_source` renders the package's own source, so
+# what you read is what runs), then what it does to a tensor and what it costs in weights.
 #
-# Every block exists twice in `mvlib.blocks`, on purpose:
+# Every block exists twice, on purpose:
 #
-# * the **paper's** blocks (Apple's ml-cvnets), which the `"xxs"`, `"xs"` and `"s"` variants are built
-#   from and which reproduce the reference implementation to float precision;
-# * the **keras-io example's** blocks (variant `"keras-io"`), kept exactly as the example has them,
-#   because that is where most readers come from.
+# * the **paper's** blocks (Apple's ml-cvnets), in `mvlib.model.blocks`, which the `"xxs"`, `"xs"` and
+#   `"s"` variants are built from and which reproduce the reference implementation to float precision;
+# * the **keras-io example's** blocks (variant `"keras-io"`), in `mvlib.model.kerasio`, kept exactly as
+#   the example has them, under the example's own names, because that is where most readers come from.
 #
 # Each block is wrapped in a small `keras.Model` (`mvlib.notebook.block_model`) so Keras can report
 # shapes and parameters. Counts are printed as *total (trainable)*: Keras' total includes BatchNorm's
@@ -37,7 +36,8 @@ import mvlib  # first: selects the TensorFlow backend and keeps TensorFlow's C++
 import matplotlib.pyplot as plt
 import numpy as np
 
-from mvlib import blocks, explain
+from mvlib.analysis import explain
+from mvlib.model import blocks, kerasio
 from mvlib.model import parameter_counts
 from mvlib.notebook import block_model, block_report, format_table, layer_table, show_source
 
@@ -53,11 +53,11 @@ from mvlib.notebook import block_model, block_report, format_table, layer_table,
 # both, plus 16 biases (keras-io) or 16 γ + 16 β (+ 32 moving statistics) for BatchNorm (paper).
 
 # %%
-show_source(blocks.conv_bn_act, blocks.kerasio_conv_block)
+show_source(blocks.conv_bn_act, kerasio.conv_block)
 
 # %%
 stem = block_model(blocks.conv_bn_act, (256, 256, 3), name="stem", filters=16, kernel_size=3, strides=2)
-stem_kerasio = block_model(blocks.kerasio_conv_block, (256, 256, 3), name="stem_kerasio", filters=16, kernel_size=3, strides=2)
+stem_kerasio = block_model(kerasio.conv_block, (256, 256, 3), name="stem_kerasio", filters=16, kernel_size=3, strides=2)
 print(layer_table(stem))
 print()
 print(layer_table(stem_kerasio))
@@ -94,12 +94,12 @@ print(layer_table(mv2))
 # comparison (`correct_pad` is section 3's subject):
 
 # %%
-show_source(blocks.kerasio_inverted_residual_block, blocks.correct_pad)
+show_source(kerasio.inverted_residual_block, kerasio.correct_pad)
 
 # %%
 mv2_down = block_model(blocks.inverted_residual, (128, 128, 16), name="mv2_stride2", expanded_channels=32, output_channels=24, strides=2)
-mv2_kerasio = block_model(blocks.kerasio_inverted_residual_block, (128, 128, 16), name="mv2_residual_kerasio", expanded_channels=32, output_channels=16)
-mv2_down_kerasio = block_model(blocks.kerasio_inverted_residual_block, (128, 128, 16), name="mv2_stride2_kerasio", expanded_channels=32, output_channels=24, strides=2)
+mv2_kerasio = block_model(kerasio.inverted_residual_block, (128, 128, 16), name="mv2_residual_kerasio", expanded_channels=32, output_channels=16)
+mv2_down_kerasio = block_model(kerasio.inverted_residual_block, (128, 128, 16), name="mv2_stride2_kerasio", expanded_channels=32, output_channels=24, strides=2)
 for model in (mv2, mv2_down, mv2_kerasio, mv2_down_kerasio):
     has_add = any(layer.name.endswith("_add") for layer in model.layers)
     print(f"{block_report(model)}, residual: {has_add}")
@@ -122,17 +122,17 @@ for model in (mv2, mv2_down, mv2_kerasio, mv2_down_kerasio):
 #
 # We do not have to take this on trust. Feed each stride-2 MV2 block an 8x8 map that is zero except for
 # one pixel and see which output pixels respond; doing that for every input pixel gives the window each
-# output pixel reads (`mvlib.explain.impulse_windows`; BatchNorm at its initial state and no biases
+# output pixel reads (`mvlib.analysis.explain.impulse_windows`; BatchNorm at its initial state and no biases
 # keep zeros at zero).
 
 # %%
 pad_paper = block_model(blocks.inverted_residual, (8, 8, 4), name="paper", expanded_channels=8, output_channels=4, strides=2)
-pad_kerasio = block_model(blocks.kerasio_inverted_residual_block, (8, 8, 4), name="kerasio", expanded_channels=8, output_channels=4, strides=2)
+pad_kerasio = block_model(kerasio.inverted_residual_block, (8, 8, 4), name="kerasio", expanded_channels=8, output_channels=4, strides=2)
 windows = {
     "paper: symmetric padding": explain.impulse_windows(pad_paper),
     "keras-io: correct_pad": explain.impulse_windows(pad_kerasio),
 }
-pads = {"paper: symmetric padding": ((1, 1), (1, 1)), "keras-io: correct_pad": blocks.correct_pad(np.zeros((1, 8, 8, 8)), 3)}
+pads = {"paper: symmetric padding": ((1, 1), (1, 1)), "keras-io: correct_pad": kerasio.correct_pad(np.zeros((1, 8, 8, 8)), 3)}
 print(format_table(["block", "padding (top, bottom), (left, right)", "input rows read by output rows 0..3"], [[k, str(pads[k]), str(explain.rows_read(w))] for k, w in windows.items()]))
 
 # %%
@@ -218,10 +218,10 @@ print(f"by hand: {4 * (d * d + d) + (d * 2 * d + 2 * d) + (2 * d * d + d) + 2 * 
 # dropout 0.1 on its weights, and LayerNorm uses ε = 1e-6.
 
 # %%
-show_source(blocks.kerasio_transformer_block)
+show_source(kerasio.transformer_block)
 
 # %%
-transformer_kerasio = block_model(blocks.kerasio_transformer_block, (4, 256, 64), name="transformer_kerasio", depth=1, projection_dim=64, num_heads=2)
+transformer_kerasio = block_model(kerasio.transformer_block, (4, 256, 64), name="transformer_kerasio", depth=1, projection_dim=64, num_heads=2)
 print(layer_table(transformer_kerasio))
 print()
 print(block_report(transformer_kerasio))
@@ -277,10 +277,10 @@ print(layer_table(mvit))
 # * its convolutions have biases and no BatchNorm.
 
 # %%
-show_source(blocks.kerasio_mobilevit_block)
+show_source(kerasio.mobilevit_block)
 
 # %%
-mvit_kerasio = block_model(blocks.kerasio_mobilevit_block, (32, 32, 48), name="mvit_kerasio", num_blocks=2, projection_dim=64, num_heads=2)
+mvit_kerasio = block_model(kerasio.mobilevit_block, (32, 32, 48), name="mvit_kerasio", num_blocks=2, projection_dim=64, num_heads=2)
 print(layer_table(mvit_kerasio))
 
 # %% [markdown]
@@ -295,9 +295,9 @@ pairs = [
     ("MobileViT block (L = 2)", mvit, mvit_kerasio),
 ]
 rows = []
-for label, paper, kerasio in pairs:
-    counts = ["{:,} ({:,})".format(*parameter_counts(m)) for m in (paper, kerasio)]
-    rows.append([label, str(paper.output.shape[1:]), counts[0], str(kerasio.output.shape[1:]), counts[1]])
+for label, paper, example in pairs:
+    counts = ["{:,} ({:,})".format(*parameter_counts(m)) for m in (paper, example)]
+    rows.append([label, str(paper.output.shape[1:]), counts[0], str(example.output.shape[1:]), counts[1]])
 print(format_table(["block", "paper output", "paper params", "keras-io output", "keras-io params"], rows, align="llrlr"))
 
 # %% [markdown]

@@ -20,8 +20,8 @@
 # 4. what `attention_axes` changes: which pixels one pixel can attend to;
 # 5. what the attention costs, stage by stage.
 #
-# The code lives in `mvlib.unfold` (`unfold`, `fold`, `raster_reshape`, `raster_fold`) and
-# `mvlib.explain` (the index maps and figures); tensors are channels-last (B, H, W, C).
+# The code lives in `mvlib.model.unfold` (`unfold`, `fold`, `raster_reshape`, `raster_fold`) and
+# `mvlib.analysis.explain` (the index maps and figures); tensors are channels-last (B, H, W, C).
 
 # %% tags=["nbval-ignore-output"]
 # On Colab, install this repository's package first (elsewhere: `pip install -e .` in a clone).
@@ -39,12 +39,12 @@ import keras
 import matplotlib.pyplot as plt
 import numpy as np
 
-from mvlib import explain
-from mvlib.blocks import Unfold
-from mvlib.flops import attention_by_stage, count_macs
+from mvlib.analysis import explain
+from mvlib.model.blocks import Unfold
+from mvlib.analysis.flops import attention_by_stage, count_macs
 from mvlib.model import create_mobilevit
 from mvlib.notebook import example_photo, format_table, show_jpeg, show_source
-from mvlib.unfold import fold, raster_fold, raster_reshape, unfold
+from mvlib.model.unfold import fold, raster_fold, raster_reshape, unfold
 
 # %% [markdown]
 # ## 1. Which pixels form a sequence
@@ -164,7 +164,7 @@ print(format_table(["input / setting", "attends over axes", "scores shape", "key
 # %% [markdown]
 # With `attention_axes=None` on (B, 4, N, d), every query has 4·N = 64 keys: **global attention over all
 # pixels**, and the 4-way split does nothing at all (which is also why the raster order of the keras-io
-# `Reshape` does not matter there). The paper's layout, sequences stacked into the batch as `mvlib.blocks.Unfold`
+# `Reshape` does not matter there). The paper's layout, sequences stacked into the batch as `mvlib.model.blocks.Unfold`
 # does (or `attention_axes=(2,)` on the 4-D tensor), gives each query N = 16 keys: its own sequence.
 #
 # For one pixel of an 8x8 map, the pixels it can attend to:
@@ -193,7 +193,7 @@ plt.show()
 # ## 5. What attention costs
 #
 # Attention MACs per image at 256x256, counted from the layers of the two full models
-# (`mvlib.flops.attention_by_stage`; notebook 03 counts everything else). Per head, QK^T costs
+# (`mvlib.analysis.flops.attention_by_stage`; notebook 03 counts everything else). Per head, QK^T costs
 # key_dim MACs per score and AV value_dim MACs per score; the number of scores is queries × keys per query.
 
 # %%

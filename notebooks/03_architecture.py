@@ -4,7 +4,7 @@
 # # 03 · Architecture
 #
 # The blocks of notebook 01, assembled. Every variant is one row of a single config table,
-# `mvlib.model.VARIANTS`, and `create_mobilevit(variant, num_classes, image_size)` builds it: a stem
+# `mvlib.model.config.VARIANTS`, and `create_mobilevit(variant, num_classes, image_size)` builds it: a stem
 # (3x3 stride-2 conv), stage 1 (one MV2 block), stage 2 (three MV2 blocks, the first with stride 2),
 # stages 3-5 (a stride-2 MV2 block, then a MobileViT block with C channels, transformer width d and L
 # layers), a final 1x1 convolution, global average pooling and the classifier. The input is 256x256 RGB
@@ -12,7 +12,7 @@
 #
 # This notebook compares the keras-io example's model with the paper's XXS stage by stage (shapes,
 # parameters, MACs), then all four variants, then lists every difference between the two families.
-# MACs are counted analytically from the Keras layers (`mvlib.flops`): convolutions, dense layers and
+# MACs are counted analytically from the Keras layers (`mvlib.analysis.flops`): convolutions, dense layers and
 # attention, including the QK^T and AV matmuls; normalisation, activations and pooling add a few percent
 # and are left out, the usual convention for published MAC counts.
 
@@ -30,10 +30,10 @@ import mvlib  # first: selects the TensorFlow backend and keeps TensorFlow's C++
 
 import matplotlib.pyplot as plt
 
-from mvlib import explain
-from mvlib.flops import count_macs, stage_summary
+from mvlib.analysis import explain
+from mvlib.analysis.flops import count_macs, stage_summary
 from mvlib.model import VARIANTS, create_mobilevit, parameter_counts
-from mvlib import model as model_module
+from mvlib.model import config, mobilevit
 from mvlib.notebook import architecture_facts, format_table, layer_table, show_source
 
 # %% [markdown]
@@ -51,12 +51,20 @@ from mvlib.notebook import architecture_facts, format_table, layer_table, show_s
 #   └─ global average pool → dropout 0.1 → dense ────────────── 5 classes
 # ```
 #
-# (XXS's numbers; XS and S widen every stage.) Here is the module that builds it, whole: the config table
-# `VARIANTS`, one row per variant, and `create_mobilevit`, which reads a row and stacks the blocks of
-# notebook 01. The keras-io model is a row of the same table, assembled from the example's blocks.
+# (XXS's numbers; XS and S widen every stage.) Here is the code that builds it, whole. First the config
+# table: one row per variant, each stage written out with its kind, channels C, depth (MV2 blocks, or
+# transformer layers L), stride and transformer width d. The keras-io model is a row of the same table.
 
 # %%
-show_source(model_module)
+show_source(config)
+
+# %% [markdown]
+# Then the assembly: `create_mobilevit` checks its arguments, walks the row's stages and stacks the blocks
+# of notebook 01 -- the paper's, or the example's for the keras-io row -- between the rescaling input and
+# the classifier head.
+
+# %%
+show_source(mobilevit)
 
 # %% [markdown]
 # ## 2. The config table
@@ -64,9 +72,10 @@ show_source(model_module)
 # %%
 rows = []
 for name, c in VARIANTS.items():
-    mvit = ", ".join(f"{C}/{d}/{L}" for C, d, L in c.mvit)
-    rows.append([name, c.style, c.stem, f"{c.mv2_channels[0]} / {c.mv2_channels[1]}", mvit, c.final_channels, c.expansion, c.num_heads, c.transformer_dropout, c.classifier_dropout])
-headers = ["variant", "blocks", "stem", "MV2 stages 1 / 2", "MobileViT C/d/L (stages 3, 4, 5)", "final", "MV2 t", "heads", "tf drop", "cls drop"]
+    mv2 = " / ".join(f"{s.channels}x{s.depth}" for s in c.stages if s.kind == "mv2")
+    mvit = ", ".join(f"{s.channels}/{s.dim}/{s.depth}" for s in c.stages if s.kind == "mvit")
+    rows.append([name, c.style, c.stem, mv2, mvit, c.final_channels, c.expansion, c.num_heads, c.transformer_dropout, c.classifier_dropout])
+headers = ["variant", "blocks", "stem", "MV2 stages 1 / 2 (C x blocks)", "MobileViT C/d/L (stages 3, 4, 5)", "final", "MV2 t", "heads", "tf drop", "cls drop"]
 print(format_table(headers, rows, align="lllllrrrrr"))
 
 # %% [markdown]

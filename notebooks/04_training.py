@@ -5,7 +5,7 @@
 #
 # Notebooks 01-03 built MobileViT; this one trains it on tf_flowers (3,670 photos of five kinds of
 # flowers). It looks at the photos and at what augmentation does to them, sets the keras-io example's
-# recipe beside the one used here, shows how `mvlib.train.train` survives being interrupted, and then
+# recipe beside the one used here, shows how `mvlib.training.train.train` survives being interrupted, and then
 # studies the model that ships with the package: its training curves, its accuracy and confusion matrix
 # on the validation photos, and its mistakes. It ends with a puzzle from the keras-io recipe: why a run
 # can sit at exactly 19.07% validation accuracy for epochs on end.
@@ -31,13 +31,14 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from mvlib import explain
+from mvlib.analysis import explain
 from mvlib.data import RESIZE_MARGIN, Batches, TrainStream, augment
-from mvlib.evaluate import evaluate_model
+from mvlib.training.evaluate import evaluate_model
 from mvlib.notebook import by_mode, example_photo, format_table, load_data, show_jpeg, show_source
-from mvlib.pretrained import PRETRAINED_DIR, load_pretrained, pretrained_info, read_history
-from mvlib.train import RECIPES, EpochCommitter, Recipe, get_recipe, make_optimizer, train
-from mvlib.viz import plot_confusion_matrix, plot_history, show_images
+from mvlib.training.pretrained import PRETRAINED_DIR, load_pretrained, pretrained_info, read_history
+from mvlib.training.recipes import RECIPES, Recipe, get_recipe, make_optimizer
+from mvlib.training.train import EpochCommitter, train
+from mvlib.analysis.figures import plot_confusion_matrix, plot_history, show_images
 
 # %% [markdown]
 # ## 1. The data
@@ -118,7 +119,7 @@ show_jpeg(show_images(grid, titles, columns=6, size=1.6))
 # %% [markdown]
 # ## 2. Two recipes
 #
-# A recipe is everything about training that is not the model (`mvlib.train.RECIPES`). `"keras-io"` is
+# A recipe is everything about training that is not the model (`mvlib.training.recipes.RECIPES`). `"keras-io"` is
 # the example's, exactly; `"improved"` is the one this repository trains the paper's XXS with:
 
 # %%
@@ -173,7 +174,7 @@ plt.show()
 # %% [markdown]
 # ## 3. Training, interrupted and resumed
 #
-# `mvlib.train.train(variant, data, run_dir, recipe)` builds the model, compiles it with the recipe and
+# `mvlib.training.train.train(variant, data, run_dir, recipe)` builds the model, compiles it with the recipe and
 # fits it, writing everything about the run into `run_dir`: after every epoch a checkpoint (model and
 # optimizer state), then `state.json` (finished epochs, history, best epoch), `history.csv`, and the
 # weights of the best epoch so far. Calling it again with the same arguments continues after the last
@@ -215,7 +216,7 @@ workdir.cleanup()
 # class's share of the slice (about 20%), that is already the effect section 6 explains: after so few
 # steps even momentum 0.9 leaves BatchNorm's moving averages close to their initial values.
 #
-# The model shipped with the package (`mvlib.pretrained`) was trained the same way, from a terminal,
+# The model shipped with the package (`mvlib.training.pretrained`) was trained the same way, from a terminal,
 # with the command its `run.json` records. An epoch over the ~3,000 training photos takes minutes on the
 # two CPU cores this repository is developed on -- a job for a terminal or a GPU (README, "Training on a
 # GPU"), not for a notebook cell. Its settings and speed:

@@ -16,7 +16,7 @@
 # 4. a few photos classified by the int8 file, through the same predictor an app-side script would use;
 # 5. the project's targets, and where the measured numbers stand.
 #
-# Everything is in `mvlib.export` and `mvlib.predict`; `python -m mvlib export` and
+# Everything is in `mvlib.litert.export` and `mvlib.litert.runtime`; `python -m mvlib export` and
 # `python -m mvlib measure` call the same functions from a terminal.
 
 # %% tags=["nbval-ignore-output"]
@@ -37,13 +37,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
-from mvlib import viz
-from mvlib import export
-from mvlib.export import DEFAULT_MIN_AGREEMENT, KINDS, ExportError, check_targets, export_all, export_seed_recipe, format_markdown, measure_with_baseline
+from mvlib.analysis import figures as viz
+from mvlib.litert import export
+from mvlib.litert.export import DEFAULT_MIN_AGREEMENT, KINDS, ExportError, check_targets, export_all, export_seed_recipe, format_markdown, measure_with_baseline
 from mvlib.model import create_mobilevit
 from mvlib.notebook import by_mode, format_table, load_data, show_jpeg, show_source
-from mvlib.predict import LiteRTPredictor
-from mvlib.pretrained import load_pretrained
+from mvlib.litert.runtime import LiteRTPredictor
+from mvlib.training.pretrained import load_pretrained
 
 ARTIFACTS = Path("artifacts") / "05_litert"  # next to the notebook; git ignores artifacts/ folders
 print(f"exports go to {ARTIFACTS}/")
@@ -51,7 +51,7 @@ print(f"exports go to {ARTIFACTS}/")
 # %% [markdown]
 # ## 1. The trained model and the photos
 #
-# The package ships trained XXS weights (`mvlib.pretrained`), so this notebook needs no training run.
+# The package ships trained XXS weights (`mvlib.training.pretrained`), so this notebook needs no training run.
 # What the run that produced them reports about itself:
 
 # %%

@@ -2,14 +2,14 @@
 
 Hugging Face transformers' PyTorch ``MobileViTForImageClassification`` is built with random weights
 (and random BatchNorm statistics, so eval-mode BN is not the identity), copied into our Keras model
-with ``mvlib.convert``, and both are run on the same random images.
+with ``mvlib.model.convert``, and both are run on the same random images.
 """
 
 import numpy as np
 import pytest
 
 import mvlib  # noqa: F401  (selects the TensorFlow backend before keras is imported)
-from mvlib.convert import copy_hf_weights, hf_config, hf_module_name
+from mvlib.model.convert import copy_hf_weights, hf_config, hf_module_name
 from mvlib.model import create_mobilevit
 
 torch = pytest.importorskip("torch")

@@ -169,8 +169,8 @@ def test_inception_crop_keeps_the_documented_share_of_the_image():
         crop = data.augment(ramp, 200, "inception", np.random.default_rng(seed))
         row = crop[0, :, 0]
         widths.append(abs(float(row[-1]) - float(row[0])) + 1)
-    lo, hi = data.INCEPTION_AREA
-    aspect_hi = data.INCEPTION_ASPECT[1]
+    lo, hi = data.images.INCEPTION_AREA
+    aspect_hi = data.images.INCEPTION_ASPECT[1]
     assert min(widths) >= 200 * np.sqrt(lo / aspect_hi) - 3 and max(widths) <= 201
 
 
@@ -295,8 +295,8 @@ def test_class_of_only_unreadable_files_is_an_error(folder):
 
 @pytest.fixture
 def nothing_available(monkeypatch, tmp_path):
-    monkeypatch.setattr(data, "tfds_available", lambda: False)
-    monkeypatch.setattr(data, "default_data_dir", lambda: tmp_path / "no_shared_folder")
+    monkeypatch.setattr(data.flowers, "tfds_available", lambda: False)
+    monkeypatch.setattr(data.flowers, "default_data_dir", lambda: tmp_path / "no_shared_folder")
     monkeypatch.delenv("MVLIB_DATA_DIR", raising=False)
 
 
@@ -318,7 +318,7 @@ def test_auto_uses_the_env_folder_then_the_shared_folder(nothing_available, monk
     assert load_flowers(image_size=8).data_dir == str(folder)
     monkeypatch.delenv("MVLIB_DATA_DIR")
     shared = make_folder(tmp_path / "shared", {"x": 2, "y": 2})
-    monkeypatch.setattr(data, "default_data_dir", lambda: shared)
+    monkeypatch.setattr(data.flowers, "default_data_dir", lambda: shared)
     flowers = load_flowers(image_size=8)
     assert (flowers.source, flowers.class_names) == ("folder", ["x", "y"])
 
@@ -326,7 +326,7 @@ def test_auto_uses_the_env_folder_then_the_shared_folder(nothing_available, monk
 def test_tfds_source_with_mocked_tfds(monkeypatch):
     tfds = pytest.importorskip("tensorflow_datasets")
     monkeypatch.delenv("MVLIB_DATA_DIR", raising=False)  # a named folder would win over tfds in "auto"
-    monkeypatch.setattr(data, "tfds_available", lambda: True)
+    monkeypatch.setattr(data.flowers, "tfds_available", lambda: True)
     with tfds.testing.mock_data(num_examples=6):
         flowers = load_flowers(image_size=16, batch_size=4, limit=5)
         assert flowers.source == "tfds"
@@ -341,8 +341,8 @@ def test_tfds_source_with_mocked_tfds(monkeypatch):
 def test_synthetic_images_are_real_jpegs_with_class_dependent_content(tmp_path):
     root = data.make_synthetic_flowers(tmp_path / "syn", num_per_class=6, image_size=32, seed=1)
     _, labels, class_names = data.list_image_files(root)
-    assert class_names == sorted(data.SYNTHETIC_CLASSES) and len(labels) == 30
-    assert "SYNTHETIC" in (root / data.SYNTHETIC_MARKER).read_text()
+    assert class_names == sorted(data.flowers.SYNTHETIC_CLASSES) and len(labels) == 30
+    assert "SYNTHETIC" in (root / data.flowers.SYNTHETIC_MARKER).read_text()
     means = []
     for name in class_names:
         files = sorted((root / name).iterdir())

@@ -10,8 +10,9 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import mvlib  # noqa: E402,F401
-from mvlib import blocks, explain  # noqa: E402
-from mvlib.flops import attention_by_stage  # noqa: E402
+from mvlib.analysis import explain  # noqa: E402
+from mvlib.model import blocks, kerasio  # noqa: E402
+from mvlib.analysis.flops import attention_by_stage  # noqa: E402
 from mvlib.notebook import block_model  # noqa: E402
 
 
@@ -51,13 +52,13 @@ def test_attention_reach():
 
 def test_impulse_windows_show_the_two_paddings():
     paper = block_model(blocks.inverted_residual, (8, 8, 2), name="p", expanded_channels=4, output_channels=2, strides=2)
-    kerasio = block_model(blocks.kerasio_inverted_residual_block, (8, 8, 2), name="k", expanded_channels=4, output_channels=2, strides=2)
-    w_paper, w_kerasio = explain.impulse_windows(paper), explain.impulse_windows(kerasio)
+    example = block_model(kerasio.inverted_residual_block, (8, 8, 2), name="k", expanded_channels=4, output_channels=2, strides=2)
+    w_paper, w_kerasio = explain.impulse_windows(paper), explain.impulse_windows(example)
     assert w_paper.shape == (4, 4, 8, 8)
     assert explain.rows_read(w_paper) == [[0, 1], [1, 2, 3], [3, 4, 5], [5, 6, 7]]  # centred on 2i
     assert explain.rows_read(w_kerasio) == [[0, 1, 2], [2, 3, 4], [4, 5, 6], [6, 7]]  # centred on 2i + 1
     assert explain._centres(w_paper, 1) == [0, 2, 4, 6] and explain._centres(w_kerasio, 1) == [1, 3, 5, 7]
-    biased = block_model(blocks.kerasio_conv_block, (8, 8, 2), name="b", filters=2)
+    biased = block_model(kerasio.conv_block, (8, 8, 2), name="b", filters=2)
     biased.get_layer("b_conv").bias.assign(np.ones(2, "float32"))
     with pytest.raises(ValueError, match="zeros to zeros"):
         explain.impulse_windows(biased)
@@ -147,7 +148,7 @@ def test_augmentation_draws_are_seeded():
 
 
 def test_recipe_table_and_learning_rates():
-    from mvlib.train import RECIPES, get_recipe
+    from mvlib.training.recipes import RECIPES, get_recipe
 
     table = explain.recipe_table(RECIPES)
     assert table.splitlines()[0].split() == ["setting", *RECIPES]
@@ -160,7 +161,7 @@ def test_recipe_table_and_learning_rates():
 
 
 def test_stop_after_epoch_and_training_figures():
-    from mvlib.evaluate import Evaluation
+    from mvlib.training.evaluate import Evaluation
 
     model = bn_model()
     model.compile("sgd", "mse")

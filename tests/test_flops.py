@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import mvlib  # noqa: F401
-from mvlib import blocks, flops
+from mvlib.analysis import flops
+from mvlib.model import blocks
 from mvlib.model import create_mobilevit, parameter_counts
 
 

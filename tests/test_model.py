@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import mvlib  # noqa: F401
-from mvlib import blocks
+from mvlib.model import blocks, kerasio
 from mvlib.model import create_mobilevit
 
 
@@ -61,8 +61,8 @@ def test_paper_stride2_pads_symmetrically():
     """PyTorch pads 1 pixel on every side; keras-io's correct_pad pads (0, 1) on an even map."""
     m = block_model(blocks.conv_bn_act, (8, 8, 1), filters=1, strides=2, name="c")
     assert m.get_layer("c_pad").padding == ((1, 1), (1, 1))
-    assert blocks.correct_pad(keras.Input((8, 8, 1)), 3) == ((0, 1), (0, 1))
-    assert blocks.correct_pad(keras.Input((7, 7, 1)), 3) == ((1, 1), (1, 1))
+    assert kerasio.correct_pad(keras.Input((8, 8, 1)), 3) == ((0, 1), (0, 1))
+    assert kerasio.correct_pad(keras.Input((7, 7, 1)), 3) == ((1, 1), (1, 1))
 
 
 def test_transformer_layer():
@@ -85,11 +85,11 @@ def test_mobilevit_block(size):
 
 
 def test_kerasio_blocks():
-    m = block_model(blocks.kerasio_conv_block, (32, 32, 3), filters=16, name="k")
+    m = block_model(kerasio.conv_block, (32, 32, 3), filters=16, name="k")
     assert m.output_shape == (None, 16, 16, 16) and trainable(m) == conv_params(3, 3, 16, bias=True)
-    m = block_model(blocks.kerasio_inverted_residual_block, (32, 32, 16), expanded_channels=32, output_channels=24, strides=2, name="k")
+    m = block_model(kerasio.inverted_residual_block, (32, 32, 16), expanded_channels=32, output_channels=24, strides=2, name="k")
     assert m.output_shape == (None, 16, 16, 24) and trainable(m) == mv2_params(16, 32, 24)
-    m = block_model(blocks.kerasio_mobilevit_block, (8, 8, 48), num_blocks=2, projection_dim=64, name="k")
+    m = block_model(kerasio.mobilevit_block, (8, 8, 48), num_blocks=2, projection_dim=64, name="k")
     d = 64
     # MHA with 2 heads of width d: q/k/v d->2d with bias, output 2d->d with bias
     attention = 3 * (d * 2 * d + 2 * d) + (2 * d * d + d)

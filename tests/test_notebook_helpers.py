@@ -4,7 +4,8 @@ import keras
 import pytest
 
 import mvlib  # noqa: F401
-from mvlib import blocks, notebook
+from mvlib import notebook
+from mvlib.model import blocks, kerasio
 from mvlib.notebook import block_model
 
 
@@ -46,8 +47,8 @@ def test_block_model_reports():
 def test_architecture_facts_read_the_layers():
     inputs = keras.Input((8, 8, 16))
     paper = keras.Model(inputs, blocks.mobilevit_block(inputs, dim=16, depth=1, num_heads=4, dropout=0.05, name="p"))
-    kerasio = keras.Model(inputs, blocks.kerasio_mobilevit_block(inputs, 1, 16, 2, name="k"))
-    p, k = notebook.architecture_facts(paper), notebook.architecture_facts(kerasio)
+    example = keras.Model(inputs, kerasio.mobilevit_block(inputs, 1, 16, 2, name="k"))
+    p, k = notebook.architecture_facts(paper), notebook.architecture_facts(example)
     assert p["map -> sequences"] == "Unfold" and k["map -> sequences"] == "Reshape"
     assert p["attention heads x key_dim"] == "4 x 4" and k["attention heads x key_dim"] == "2 x 16"
     assert p["attention_axes (first attention's input)"] == "(1,) of (B, 16, 16)"
@@ -60,8 +61,8 @@ def test_architecture_facts_read_the_layers():
 def test_example_photo_falls_back_to_synthetic(monkeypatch, tmp_path):
     from mvlib import data
 
-    monkeypatch.setattr(data, "default_data_dir", lambda: tmp_path / "missing")
-    monkeypatch.setattr(data, "tfds_available", lambda: False)
+    monkeypatch.setattr(data.flowers, "default_data_dir", lambda: tmp_path / "missing")
+    monkeypatch.setattr(data.flowers, "tfds_available", lambda: False)
     monkeypatch.setenv("MVLIB_CACHE_DIR", str(tmp_path / "cache"))
     image, note = notebook.example_photo(64)
     assert image.shape == (64, 64, 3) and note.startswith("SYNTHETIC")
@@ -71,7 +72,7 @@ def test_example_photo_reads_the_folder(monkeypatch, tmp_path):
     from mvlib import data
 
     root = data.make_synthetic_flowers(tmp_path / "photos", num_per_class=2, image_size=32, class_names=("sunflowers",))
-    monkeypatch.setattr(data, "default_data_dir", lambda: root)
+    monkeypatch.setattr(data.flowers, "default_data_dir", lambda: root)
     image, note = notebook.example_photo(64)
     assert image.shape == (64, 64, 3) and note.startswith("photo sunflowers/sunflowers_0000.jpg")
 
@@ -95,8 +96,8 @@ def test_load_data_falls_back_to_synthetic(monkeypatch, tmp_path, capsys):
     """Where no real photos can be had (CI in a bare clone), the notebooks still get data, labelled synthetic."""
     from mvlib import data
 
-    monkeypatch.setattr(data, "default_data_dir", lambda: tmp_path / "missing")
-    monkeypatch.setattr(data, "tfds_available", lambda: False)
+    monkeypatch.setattr(data.flowers, "default_data_dir", lambda: tmp_path / "missing")
+    monkeypatch.setattr(data.flowers, "tfds_available", lambda: False)
     monkeypatch.delenv("MVLIB_DATA_DIR", raising=False)
     monkeypatch.setenv("MVLIB_CACHE_DIR", str(tmp_path / "cache"))
     with pytest.raises(data.DataSourceError):

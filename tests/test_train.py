@@ -18,9 +18,10 @@ import pytest
 import mvlib  # noqa: F401
 import keras
 from mvlib.data import load_flowers
-from mvlib.evaluate import evaluate_model
-from mvlib.pretrained import load_trained
-from mvlib.train import RECIPES, Progress, get_recipe, make_optimizer, train
+from mvlib.training.evaluate import evaluate_model
+from mvlib.training.pretrained import load_trained
+from mvlib.training.recipes import RECIPES, get_recipe, make_optimizer
+from mvlib.training.train import Progress, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(steps_per_epoch=2)
@@ -114,11 +115,12 @@ def test_progress_lines_for_log_files(capsys):
 JAX_SCRIPT = textwrap.dedent(
     """
     import shutil, sys
-    import mvlib.model, mvlib.data, mvlib.train, mvlib.pretrained, mvlib.evaluate
+    import mvlib.model, mvlib.data, mvlib.training.train, mvlib.training.pretrained, mvlib.training.evaluate
     assert "tensorflow" not in sys.modules, "importing mvlib under JAX imported TensorFlow"
     import keras, numpy as np
     from mvlib.data import load_flowers
-    from mvlib.train import get_recipe, train
+    from mvlib.training.recipes import get_recipe
+    from mvlib.training.train import train
 
     class Snapshot(keras.callbacks.Callback):  # what a run killed after epoch 1 leaves (see the TF test)
         def on_epoch_end(self, epoch, logs=None):
@@ -159,7 +161,8 @@ MIRRORED = textwrap.dedent(
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from mvlib.data import load_flowers
-    from mvlib.train import get_recipe, train
+    from mvlib.training.recipes import get_recipe
+    from mvlib.training.train import train
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     data = load_flowers("synthetic", sys.argv[1], image_size=64, batch_size=8, limit=16)
     result = train("xxs", data, sys.argv[2], get_recipe("improved", epochs=1, batch_size=8),

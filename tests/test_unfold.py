@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import mvlib  # noqa: F401
-from mvlib.unfold import fold, raster_fold, raster_reshape, unfold
+from mvlib.model.unfold import fold, raster_fold, raster_reshape, unfold
 
 
 def coordinate_map(height, width, batch=2):
@@ -51,7 +51,7 @@ def test_non_divisible_maps_raise_clear_error(height, width):
 
 def test_unfold_layer_resizes_odd_maps_like_ml_cvnets():
     """Inside the model, a 5x5 map (160 px input) is resized to 6x6 first and back after folding."""
-    from mvlib.blocks import Fold, Unfold
+    from mvlib.model.blocks import Fold, Unfold
 
     x = np.random.default_rng(0).normal(size=(2, 5, 5, 3)).astype("float32")
     seq = Unfold(2)(x)

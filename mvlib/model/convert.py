@@ -125,8 +125,8 @@ def hf_config(variant: str = "xxs", num_classes: int = 1000, image_size: int = 2
         raise ValueError("only the paper variants (xxs, xs, s) have an HF counterpart")
     return MobileViTConfig(
         image_size=image_size,
-        hidden_sizes=[dim for _, dim, _ in c.mvit],
-        neck_hidden_sizes=[c.stem, *c.mv2_channels, *(ch for ch, _, _ in c.mvit), c.final_channels],
+        hidden_sizes=[s.dim for s in c.stages if s.kind == "mvit"],
+        neck_hidden_sizes=[c.stem, *(s.channels for s in c.stages), c.final_channels],
         expand_ratio=float(c.expansion),
         num_attention_heads=c.num_heads,
         num_labels=num_classes,
@@ -136,7 +136,7 @@ def hf_config(variant: str = "xxs", num_classes: int = 1000, image_size: int = 2
 def variant_of(hf_config_) -> str:
     """Which of our variants an HF MobileViT config describes."""
     for name, c in VARIANTS.items():
-        if c.style == "paper" and list(hf_config_.hidden_sizes) == [d for _, d, _ in c.mvit]:
+        if c.style == "paper" and list(hf_config_.hidden_sizes) == [s.dim for s in c.stages if s.kind == "mvit"]:
             return name
     raise ValueError(f"no paper variant has hidden_sizes {hf_config_.hidden_sizes}")
 

@@ -1,7 +1,7 @@
 """What the explanatory figures of notebooks 01-02 and 04 show, computed from the library's own functions.
 
 * ``sequence_index_map`` / ``sequences_as_images``: which pixels form each of the P sequences, obtained
-  by pushing a pixel-index image (or a picture) through ``mvlib.unfold.unfold`` or ``raster_reshape``;
+  by pushing a pixel-index image (or a picture) through ``mvlib.model.unfold.unfold`` or ``raster_reshape``;
 * ``attention_reach``: which pixels one pixel can attend to, within its sequence or globally;
 * ``impulse_windows``: which input pixels each output pixel of a (strided) block reads, found by feeding
   the block one impulse per input pixel -- used to compare symmetric and ``correct_pad`` padding;
@@ -26,7 +26,7 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Rectangle
 
-from mvlib.unfold import raster_reshape, unfold
+from mvlib.model.unfold import raster_reshape, unfold
 
 LAYOUTS = ("unfold", "raster")
 SEQUENCE_COLOURS = ListedColormap(["#4477AA", "#EE6677", "#228833", "#CCBB44"])
@@ -302,8 +302,8 @@ def _setting(value) -> str:
 
 
 def recipe_table(recipes: dict) -> str:
-    """The recipes side by side: one row per :class:`mvlib.train.Recipe` field, one column per recipe."""
-    from mvlib.notebook import format_table
+    """The recipes side by side: one row per :class:`mvlib.training.recipes.Recipe` field, one column per recipe."""
+    from mvlib.tables import format_table
 
     fields = [f.name for f in dataclasses.fields(next(iter(recipes.values()))) if f.name != "name"]
     rows = [[field] + [_setting(getattr(r, field)) for r in recipes.values()] for field in fields]
@@ -312,8 +312,8 @@ def recipe_table(recipes: dict) -> str:
 
 def learning_rate_curve(recipe, steps_per_epoch: int):
     """``(epochs, lrs)``: the learning rate the recipe's optimizer uses at every step, ``epochs`` in
-    fractional epochs (step / steps_per_epoch), read from :func:`mvlib.train.make_optimizer` itself."""
-    from mvlib.train import make_optimizer
+    fractional epochs (step / steps_per_epoch), read from :func:`mvlib.training.recipes.make_optimizer` itself."""
+    from mvlib.training.recipes import make_optimizer
 
     optimizer = make_optimizer(recipe, steps_per_epoch)
     steps = np.arange(recipe.epochs * steps_per_epoch + 1)
@@ -394,7 +394,7 @@ def images_at(dataset, indices) -> np.ndarray:
 
 class StopAfterEpoch(keras.callbacks.Callback):
     """Ends ``fit`` after epoch ``epoch`` (1-based) has finished: a gentle stand-in for a kill, to show
-    that ``mvlib.train.train`` picks up where a run stopped."""
+    that ``mvlib.training.train.train`` picks up where a run stopped."""
 
     def __init__(self, epoch: int):
         super().__init__()
@@ -432,7 +432,7 @@ def lag_batchnorm_statistics(model: keras.Model, keep: float) -> keras.Model:
 
 
 def plot_prediction_counts(evaluations: dict, size: tuple = (8.5, 3.2)):
-    """Grouped bars: how often each class is predicted, per ``{label: mvlib.evaluate.Evaluation}``, with
+    """Grouped bars: how often each class is predicted, per ``{label: mvlib.training.evaluate.Evaluation}``, with
     the true class counts of the first evaluation as outlines; the legend gives each one's accuracy."""
     labels = list(evaluations)
     first = evaluations[labels[0]]

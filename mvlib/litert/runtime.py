@@ -21,16 +21,15 @@ import contextlib
 import os
 import sys
 import tempfile
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from mvlib.data.images import preprocess_images
 
-__all__ = ["LiteRTRunner", "LiteRTPredictor", "read_image", "preprocess_images", "native_stderr_captured"]
 
-_IMAGE_SUFFIXES = "JPEG, PNG, GIF or BMP"
+__all__ = ["LiteRTRunner", "LiteRTPredictor", "native_stderr_captured"]
 
 
 @contextlib.contextmanager
@@ -158,74 +157,6 @@ class LiteRTRunner:
 # --------------------------------------------------------------------------------------------------
 # Preprocessing (the evaluation pipeline's: decode to RGB, bilinear resize, float32 in [0, 255])
 # --------------------------------------------------------------------------------------------------
-
-
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """:func:`mvlib.data.decode_image` of a file, with errors that say what is wrong with it."""
-    from mvlib.data import decode_image
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such image file: {str(path)!r}")
-    try:
-        return decode_image(path)
-    except OSError as e:
-        raise ValueError(f"{str(path)!r} is not a decodable image ({_IMAGE_SUFFIXES}): {str(e).splitlines()[0]}") from None
-
-
-def _to_rgb(image: np.ndarray, where: str) -> np.ndarray:
-    if image.ndim == 2:
-        image = image[..., None]
-    if image.ndim != 3 or image.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"{where}: expected an image (H, W, 3) (or (H, W), (H, W, 1), (H, W, 4)), got shape {image.shape}")
-    if image.shape[-1] == 1:
-        image = np.repeat(image, 3, axis=-1)
-    return image[..., :3]  # drop alpha
-
-
-def preprocess_images(images, image_size: int | tuple[int, int]) -> np.ndarray:
-    """Paths / arrays -> float32 ``(N, S, S, 3)`` pixels in [0, 255], bilinearly resized (the evaluation preprocessing).
-
-    ``images`` may be a path (``str``/``Path``), an array for one image ``(H, W, 3)`` or a batch
-    ``(N, H, W, 3)`` (uint8, or float already in [0, 255]), or a list mixing paths and single-image arrays.
-    """
-    from mvlib.data import resize
-
-    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    if isinstance(images, (str, os.PathLike)):
-        items = [images]
-    elif hasattr(images, "shape"):  # numpy or a backend tensor
-        array = np.asarray(images)
-        items = list(array) if array.ndim == 4 else [array]
-    elif isinstance(images, Sequence):
-        items = list(images)
-    else:
-        raise TypeError(f"expected image path(s) or arrays, got {type(images).__name__}")
-    out = []
-    for i, item in enumerate(items):
-        if isinstance(item, (str, os.PathLike)):
-            image = read_image(item)
-        else:
-            array = _to_rgb(np.asarray(item), f"image {i}")
-            if array.dtype == bool or not np.issubdtype(array.dtype, np.number):
-                raise TypeError(f"image {i}: expected numeric pixels, got dtype {array.dtype}")
-            if np.issubdtype(array.dtype, np.floating) and array.size and float(np.nanmax(array)) <= 1.0:
-                warnings.warn(
-                    f"image {i} is float with values <= 1; the models expect pixels in [0, 255] (they rescale "
-                    "internally) -- did you divide by 255 already?",
-                    stacklevel=3,
-                )
-            image = array
-        if tuple(image.shape[:2]) != size:
-            # The evaluation pipeline's resize (bilinear, uint8), so a photo gets the same pixels here as in
-            # `python -m mvlib evaluate`; images already at the model's size pass unchanged.
-            if size[0] != size[1]:
-                raise ValueError(f"the model's input {size} is not square")
-            image = resize(np.clip(np.asarray(image), 0, 255).astype(np.uint8), size[0])
-        out.append(np.asarray(image, np.float32))
-    if not out:
-        return np.zeros((0, *size, 3), np.float32)
-    return np.stack(out).astype(np.float32)
 
 
 class LiteRTPredictor:

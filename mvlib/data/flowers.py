@@ -45,9 +45,7 @@ Bad files in a folder never stop training halfway: every file is decoded while l
 
 from __future__ import annotations
 
-import io
 import logging
-import math
 import os
 import shutil
 import socket
@@ -57,20 +55,29 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import keras
 import numpy as np
 from PIL import Image
 
-RESIZE_MARGIN = 24  # keras-io: resize to 280, random-crop 256
+from mvlib.data.images import RESIZE_MARGIN, decode_image, resize
+from mvlib.data.pipeline import Batches, TrainStream
+from mvlib.data.synthetic import synthetic_image
+
 TFDS_NAME = "tf_flowers"
+
+
 TFDS_SPLITS = ["train[:90%]", "train[90%:]"]  # the keras-io example's split
+
+
 TFDS_DOWNLOAD_HOST = "storage.googleapis.com"  # where tfds fetches flower_photos.tgz
+
+
 SYNTHETIC_CLASSES = ("daisy", "dandelion", "roses", "sunflowers", "tulips")
+
+
 SYNTHETIC_MARKER = "SYNTHETIC.txt"
+
+
 SOURCES = ("auto", "tfds", "folder", "synthetic")
-AUGMENTATIONS = ("keras-io", "inception", "none")
-INCEPTION_AREA = (0.25, 1.0)  # share of the image a random-resized crop keeps (torchvision: 0.08-1; see train.py)
-INCEPTION_ASPECT = (3 / 4, 4 / 3)
 
 
 class DataSourceError(FileNotFoundError):
@@ -79,157 +86,6 @@ class DataSourceError(FileNotFoundError):
 
 class SkippedFilesWarning(UserWarning):
     """Some files in a class folder could not be decoded and were left out (listed in ``FlowerData.skipped``)."""
-
-
-# --- one image ----------------------------------------------------------------------------------------
-
-
-def decode_image(source: str | os.PathLike | bytes) -> np.ndarray:
-    """A file path or encoded bytes -> uint8 RGB ``(H, W, 3)``.
-
-    JPEG, PNG, GIF (first frame), BMP, WebP; grayscale, RGBA and CMYK become RGB, so every image has
-    the model's 3 channels. Raises ``OSError`` (Pillow's ``UnidentifiedImageError`` is one) for files
-    that are not images or are truncated.
-    """
-    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
-        return np.asarray(image.convert("RGB"))
-
-
-def resize(image: np.ndarray, size: int) -> np.ndarray:
-    """Bilinear resize to ``size x size`` (aspect ratio not kept, as in the example), uint8 in and out."""
-    if image.shape[:2] == (size, size):
-        return image
-    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
-
-
-def load_image(path: str | os.PathLike, image_size: int = 256) -> np.ndarray:
-    """One file as the validation split sees it: float32 ``(image_size, image_size, 3)`` in [0, 255]."""
-    return resize(decode_image(path), image_size).astype(np.float32)
-
-
-def augment(image: np.ndarray, image_size: int, mode: str, rng: np.random.Generator) -> np.ndarray:
-    """Training augmentation of one cached uint8 image -> float32 ``(image_size, image_size, 3)``.
-
-    ``"keras-io"``: a random ``image_size`` square of the (``image_size + 24``) image, then a random
-    left-right flip. ``"inception"``: a random rectangle with ``INCEPTION_AREA`` of the area and an aspect
-    ratio in ``INCEPTION_ASPECT`` (log-uniform), resized to ``image_size``, then the flip. ``"none"``:
-    resized to ``image_size`` only. ``rng`` makes every draw, so the same generator state gives the same
-    pixels.
-    """
-    height, width = image.shape[:2]
-    if mode == "keras-io":
-        top, left = rng.integers(0, height - image_size + 1), rng.integers(0, width - image_size + 1)
-        out = image[top : top + image_size, left : left + image_size]
-    elif mode == "inception":
-        for _ in range(10):  # rejection sampling as torchvision's RandomResizedCrop; fall back to the whole image
-            area = height * width * rng.uniform(*INCEPTION_AREA)
-            aspect = math.exp(rng.uniform(*np.log(INCEPTION_ASPECT)))
-            w, h = round(math.sqrt(area * aspect)), round(math.sqrt(area / aspect))
-            if 0 < w <= width and 0 < h <= height:
-                top, left = rng.integers(0, height - h + 1), rng.integers(0, width - w + 1)
-                break
-        else:
-            top, left, h, w = 0, 0, height, width
-        crop = Image.fromarray(image).resize((image_size, image_size), Image.BILINEAR, box=(left, top, left + w, top + h))
-        out = np.asarray(crop)
-    elif mode == "none":
-        return resize(image, image_size).astype(np.float32)
-    else:
-        raise ValueError(f"unknown augment {mode!r}; valid: {', '.join(AUGMENTATIONS)}")
-    if rng.random() < 0.5:
-        out = out[:, ::-1]
-    return out.astype(np.float32)
-
-
-# --- batches ------------------------------------------------------------------------------------------
-
-
-class Batches(keras.utils.PyDataset):
-    """Fixed batches of cached uint8 images as ``(float32 images, one-hot labels)``, in order (evaluation)."""
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray, num_classes: int, batch_size: int = 64):
-        super().__init__()
-        self.images, self.labels, self.num_classes, self.batch_size = images, labels, num_classes, batch_size
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.images) / self.batch_size)
-
-    def __getitem__(self, index: int):
-        if not 0 <= index < len(self):
-            raise IndexError(index)
-        part = slice(index * self.batch_size, (index + 1) * self.batch_size)
-        return self.images[part].astype(np.float32), one_hot(self.labels[part], self.num_classes)
-
-    def __iter__(self):
-        return (self[i] for i in range(len(self)))
-
-
-class TrainStream(keras.utils.PyDataset):
-    """Augmented training batches, epoch after epoch from ``initial_epoch``, reproducible from (seed, epoch).
-
-    Epoch ``e`` reads the endless sequence "permutation 0 of the training images, then permutation 1,
-    ..." where permutation ``p`` and the augmentation of the image at position ``i`` are drawn from
-    ``(seed, e, p)`` and ``(seed, e, p, i)``. An epoch is ``steps_per_epoch`` full batches (default
-    ``ceil(n / batch_size)``: every image once, the last batch topped up from permutation 1), so every
-    batch has the same shape (one compiled step; batches split evenly across devices). Keras calls
-    ``on_epoch_end`` after each epoch, which moves the stream to the next one. Batches are built by
-    ``workers`` threads (Pillow and numpy release the GIL).
-    """
-
-    def __init__(self, images, labels, num_classes, *, image_size, augment_mode="keras-io", batch_size=64,
-                 seed=42, initial_epoch=0, steps_per_epoch=None, workers=None):
-        if augment_mode not in AUGMENTATIONS:
-            raise ValueError(f"unknown augment {augment_mode!r}; valid: {', '.join(AUGMENTATIONS)}")
-        if len(images) == 0:
-            raise ValueError("no training images: an endless stream of empty epochs would never yield")
-        if steps_per_epoch is not None and steps_per_epoch < 1:
-            raise ValueError(f"steps_per_epoch must be None or >= 1, got {steps_per_epoch!r}")
-        workers = workers or min(16, os.cpu_count() or 1)
-        super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=2 * workers)
-        self.images, self.labels, self.num_classes = images, labels, num_classes
-        self.image_size, self.augment_mode, self.batch_size, self.seed = image_size, augment_mode, batch_size, seed
-        self.epoch = initial_epoch
-        self.steps = steps_per_epoch or math.ceil(len(images) / batch_size)
-        self._orders: dict[tuple[int, int], np.ndarray] = {}
-
-    def __len__(self) -> int:
-        return self.steps
-
-    def _order(self, epoch: int, pass_index: int) -> np.ndarray:
-        """Permutation ``pass_index`` of epoch ``epoch``, cached (worker threads share it; a race only recomputes it)."""
-        key = (epoch, pass_index)
-        order = self._orders.get(key)
-        if order is None:
-            order = np.random.default_rng((self.seed, epoch, pass_index)).permutation(len(self.images))
-            self._orders = {**{k: v for k, v in self._orders.items() if k[0] == epoch}, key: order}  # forget older epochs
-        return order
-
-    def batch(self, epoch: int, index: int):
-        """Batch ``index`` of epoch ``epoch`` (what ``stream[index]`` returns during that epoch)."""
-        n, images = len(self.images), []
-        positions = range(index * self.batch_size, (index + 1) * self.batch_size)
-        picked = [(p // n, p % n) for p in positions]
-        for pass_index, i in picked:
-            rng = np.random.default_rng((self.seed, epoch, pass_index, i))
-            image = self.images[self._order(epoch, pass_index)[i]]
-            images.append(augment(image, self.image_size, self.augment_mode, rng))
-        labels = [self.labels[self._order(epoch, p)[i]] for p, i in picked]
-        return np.stack(images), one_hot(np.array(labels), self.num_classes)
-
-    def __getitem__(self, index: int):
-        if not 0 <= index < self.steps:
-            raise IndexError(index)
-        return self.batch(self.epoch, index)
-
-    def __iter__(self):
-        return (self[i] for i in range(self.steps))
-
-    def on_epoch_end(self):
-        self.epoch += 1
-
-
-def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    return np.eye(num_classes, dtype=np.float32)[np.asarray(labels, dtype=np.int64)]
 
 
 @dataclass
@@ -315,15 +171,12 @@ def _round_robin(labels, limit: int | None) -> list[int]:
     return picked if limit is None else picked[:limit]
 
 
-# --- folders ------------------------------------------------------------------------------------------
-
-
 def default_data_dir() -> Path:
     """``../shared/data/flower_photos`` next to the repository: where this project's offline machines keep the photos.
 
     Returned whether or not it exists; ``load_flowers(source="auto")`` only uses it if it does.
     """
-    return Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "flower_photos"
+    return Path(__file__).resolve().parents[3] / "shared" / "data" / "flower_photos"
 
 
 def _visible(entries):
@@ -455,9 +308,6 @@ def _data(train_x, train_y, val_x, val_y, class_names, source, s, skipped=(), da
                       augment="keras-io" if s["augment"] else "none")
 
 
-# --- tfds -----------------------------------------------------------------------------------------------
-
-
 def _host_reachable(host: str, timeout: float = 3.0) -> bool:
     try:
         socket.create_connection((host, 443), timeout=timeout).close()
@@ -502,44 +352,10 @@ def _load_tfds(s: dict, limit: int | None) -> FlowerData:
     return _data(train_x, train_y, val_x, val_y, info.features["label"].names, "tfds", s)
 
 
-# --- synthetic ------------------------------------------------------------------------------------------
-
-
 def _cache_dir() -> Path:
     if os.environ.get("MVLIB_CACHE_DIR"):
         return Path(os.environ["MVLIB_CACHE_DIR"]).expanduser()
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mvlib"
-
-
-def synthetic_image(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
-    """A coloured shape on a noisy green background; colour and shape both depend on the class.
-
-    Classes: 0 white disc, 1 yellow square, 2 red triangle, 3 orange ring, 4 magenta cross (cycling for
-    more classes), at a random position and scale, with colour jitter, so a model has something to learn
-    but cannot memorise single pixels.
-    """
-    colours = [(235, 235, 235), (240, 210, 30), (200, 30, 40), (245, 140, 20), (200, 40, 180)]
-    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    image = np.empty((size, size, 3), np.float32)
-    image[:] = rng.uniform(40, 110, size=3) * np.array([0.5, 1.0, 0.4])  # greenish background
-    image += rng.normal(0, 12, size=image.shape)
-    cy, cx = rng.uniform(0.35, 0.65, size=2)
-    r = rng.uniform(0.15, 0.3)
-    dy, dx = y - cy, x - cx
-    shape = label % 5
-    if shape == 0:
-        mask = dy**2 + dx**2 < r**2
-    elif shape == 1:
-        mask = (np.abs(dy) < r * 0.85) & (np.abs(dx) < r * 0.85)
-    elif shape == 2:
-        mask = (dy < r * 0.8) & (dy > -r) & (np.abs(dx) < (dy + r) * 0.6)
-    elif shape == 3:
-        mask = (dy**2 + dx**2 < r**2) & (dy**2 + dx**2 > (0.55 * r) ** 2)
-    else:
-        mask = ((np.abs(dy) < r * 0.3) & (np.abs(dx) < r)) | ((np.abs(dx) < r * 0.3) & (np.abs(dy) < r))
-    colour = np.array(colours[shape], np.float32) + rng.normal(0, 10, size=3)
-    image[mask] = colour + rng.normal(0, 8, size=(int(mask.sum()), 3))
-    return np.clip(image, 0, 255).astype(np.uint8)
 
 
 def make_synthetic_flowers(
@@ -599,9 +415,6 @@ def make_synthetic_flowers(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return root
-
-
-# --- entry point ----------------------------------------------------------------------------------------
 
 
 def _no_data_error(looked: list[str]) -> DataSourceError:

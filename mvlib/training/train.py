@@ -1,4 +1,4 @@
-"""Training recipes, and a ``train`` function that survives being killed.
+"""``train``: a run that survives being killed, on any backend and any number of devices.
 
 A run folder holds everything about one run::
 
@@ -27,92 +27,15 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from mvlib.device import describe_device
 from mvlib.model import create_mobilevit
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How to train. ``bn_momentum=None`` keeps the model's own BatchNorm momentum."""
-
-    name: str
-    optimizer: str  # "adam" or "adamw"
-    learning_rate: float  # peak learning rate
-    epochs: int
-    warmup_epochs: int = 0
-    min_lr_ratio: float = 1.0  # final lr / peak lr; 1.0 = constant learning rate
-    weight_decay: float = 0.0
-    label_smoothing: float = 0.1
-    batch_size: int = 64
-    augment: str = "keras-io"  # see mvlib.data: "keras-io" (resize + crop + flip) or "inception"
-    bn_momentum: float | None = None
-    clipnorm: float | None = None  # global gradient-norm clipping; None = off
-
-
-RECIPES: dict[str, Recipe] = {
-    # The keras-io example, exactly: Adam 2e-3 constant, label smoothing 0.1, 30 epochs.
-    "keras-io": Recipe("keras-io", "adam", 2e-3, 30),
-    # Ours, for the paper variants on ~3k images (~47 steps per epoch): AdamW with linear warm-up and cosine
-    # decay (as ml-cvnets, whose own recipe differs: see notebook 04), the random-resized crop, and BatchNorm
-    # momentum 0.9 (PyTorch's 0.1) so the moving statistics follow the weights within an epoch (notebook 04,
-    # the 19% plateau). The paper's peak lr 2e-3 is for batch 1024; at batch 64 it diverged here (train
-    # accuracy fell from 64% to 42% over epochs 6-11, mvlib/pretrained/logs/xxs-lr2e-3-diverged.csv),
-    # hence 1e-3 and clipping.
-    "improved": Recipe(
-        "improved", "adamw", 1e-3, 60, warmup_epochs=2, min_lr_ratio=0.01, weight_decay=0.05,
-        augment="inception", bn_momentum=0.9, clipnorm=1.0,
-    ),
-    # Ours, for a GPU, where an epoch takes seconds: the settings of the best measured GPU run (AdamW 2e-3 at
-    # batch 128, warm-up 5: 83.1% after 52 epochs, training accuracy still rising), for 200 epochs.
-    "long": Recipe(
-        "long", "adamw", 2e-3, 200, warmup_epochs=5, min_lr_ratio=0.01, weight_decay=0.05, batch_size=128,
-        augment="inception", bn_momentum=0.9, clipnorm=1.0,
-    ),
-}
-
-
-def get_recipe(name: str, **overrides) -> Recipe:
-    if name not in RECIPES:
-        raise ValueError(f"unknown recipe {name!r}; valid recipes: {', '.join(RECIPES)}")
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    return replace(RECIPES[name], **overrides)
-
-
-def make_optimizer(recipe: Recipe, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    lr: float | keras.optimizers.schedules.LearningRateSchedule = recipe.learning_rate
-    if recipe.warmup_epochs or recipe.min_lr_ratio != 1.0:
-        warmup = recipe.warmup_epochs * steps_per_epoch
-        lr = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=recipe.learning_rate * 0.01 if warmup else recipe.learning_rate,
-            decay_steps=max(1, recipe.epochs * steps_per_epoch - warmup),
-            alpha=recipe.min_lr_ratio,
-            warmup_target=recipe.learning_rate if warmup else None,
-            warmup_steps=warmup,
-        )
-    if recipe.optimizer == "adam":
-        return keras.optimizers.Adam(lr, global_clipnorm=recipe.clipnorm)
-    if recipe.optimizer == "adamw":
-        optimizer = keras.optimizers.AdamW(
-            lr, weight_decay=recipe.weight_decay, global_clipnorm=recipe.clipnorm
-        )
-        # No decay on biases and normalisation parameters (standard practice, also in ml-cvnets).
-        optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
-        return optimizer
-    raise ValueError(f"unknown optimizer {recipe.optimizer!r}")
-
-
-def compile_model(model: keras.Model, recipe: Recipe, steps_per_epoch: int) -> None:
-    model.compile(
-        optimizer=make_optimizer(recipe, steps_per_epoch),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
-        metrics=["accuracy"],
-    )
-
+from mvlib.training.recipes import Recipe, compile_model, get_recipe
 
 def data_parallel():
     """A context in which a model is built and trained on every local accelerator, one batch split across them.
@@ -133,29 +56,6 @@ def data_parallel():
         if len(devices) > 1:
             return keras.distribution.DataParallel(devices=devices).scope()
     return contextlib.nullcontext()
-
-
-def describe_device() -> str:
-    """The accelerator Keras trains on, in words ("1 x NVIDIA H100 80GB HBM3", "CPU, 2 cores")."""
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
-
-        devices = jax.devices()
-        if devices[0].platform != "cpu":
-            return f"{len(devices)} x {devices[0].device_kind}"
-    elif backend == "tensorflow":
-        import tensorflow as tf
-
-        gpus = tf.config.list_physical_devices("GPU")
-        if gpus:
-            return f"{len(gpus)} x {tf.config.experimental.get_device_details(gpus[0]).get('device_name', 'GPU')}"
-    elif backend == "torch":
-        import torch
-
-        if torch.cuda.is_available():
-            return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
-    return f"CPU, {os.cpu_count()} cores"
 
 
 def default_verbose() -> int:

@@ -58,7 +58,7 @@ def show_images(images, titles=None, columns: int = 6, size: float = 2.0):
 
 
 def plot_exports(rows, threads: int = 1):
-    """Size and latency of each LiteRT export, from the rows of ``mvlib.export.measure_with_baseline`` (or
+    """Size and latency of each LiteRT export, from the rows of ``mvlib.litert.measure.measure_with_baseline`` (or
     ``measure_exports``): one horizontal bar per file (the Keras rows, which have neither, are left out),
     the median latency with ``threads`` threads and a whisker to its 90th percentile. Rows marked
     ``"baseline"`` are drawn in grey, so the reference stands apart."""

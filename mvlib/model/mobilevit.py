@@ -1,4 +1,4 @@
-"""All MobileViT variants as rows of one config table, assembled by ``create_mobilevit``.
+"""``create_mobilevit``: any row of ``config.VARIANTS`` assembled from its blocks.
 
 Every model takes raw RGB pixels in [0, 255] (a ``Rescaling(1/255)`` layer comes first, as in the
 keras-io example) and, by default, outputs class probabilities (``classifier_activation="softmax"``,
@@ -7,37 +7,11 @@ as in ``keras.applications``); pass ``classifier_activation=None`` for logits.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import keras
 from keras import layers
 
-from mvlib import blocks
-
-
-@dataclass(frozen=True)
-class MobileViTConfig:
-    """One variant. Stage 1-2 are MobileNetV2 stages; stages 3-5 are MV2 (stride 2) + MobileViT block."""
-
-    stem: int  # stem conv channels
-    mv2_channels: tuple[int, int]  # output channels of stage 1 (1 block) and stage 2 (3 blocks)
-    mvit: tuple[tuple[int, int, int], ...]  # (C, d, L) per MobileViT stage: channels, width, depth
-    final_channels: int  # the 1x1 conv before global pooling
-    expansion: int  # MV2 expansion factor
-    num_heads: int
-    transformer_dropout: float
-    classifier_dropout: float
-    style: str = "paper"  # "paper" or "keras-io" (which family of blocks builds it)
-
-
-VARIANTS: dict[str, MobileViTConfig] = {
-    # The keras-io example: XXS-like channels, but its own blocks (see blocks.kerasio_*).
-    "keras-io": MobileViTConfig(16, (16, 24), ((48, 64, 2), (64, 80, 4), (80, 96, 3)), 320, 2, 2, 0.1, 0.0, "keras-io"),
-    # apple/ml-cvnets config/mobilevit.py
-    "xxs": MobileViTConfig(16, (16, 24), ((48, 64, 2), (64, 80, 4), (80, 96, 3)), 320, 2, 4, 0.05, 0.1),
-    "xs": MobileViTConfig(16, (32, 48), ((64, 96, 2), (80, 120, 4), (96, 144, 3)), 384, 4, 4, 0.1, 0.1),
-    "s": MobileViTConfig(16, (32, 64), ((96, 144, 2), (128, 192, 4), (160, 240, 3)), 640, 4, 4, 0.1, 0.1),
-}
+from mvlib.model import blocks, kerasio
+from mvlib.model.config import VARIANTS, MobileViTConfig
 
 
 def _check_args(variant: str, num_classes: int, image_size: int) -> MobileViTConfig:
@@ -92,27 +66,31 @@ def create_mobilevit(
 def _body_paper(x, c: MobileViTConfig, bn_momentum: float):
     kw = dict(bn_momentum=bn_momentum)
     x = blocks.conv_bn_act(x, c.stem, 3, 2, name="stem", **kw)
-    x = blocks.inverted_residual(x, x.shape[-1] * c.expansion, c.mv2_channels[0], 1, name="stage1_mv2_0", **kw)
-    for i in range(3):
-        x = blocks.inverted_residual(x, x.shape[-1] * c.expansion, c.mv2_channels[1], 2 if i == 0 else 1, name=f"stage2_mv2_{i}", **kw)
-    for stage, (channels, dim, depth) in enumerate(c.mvit, start=3):
-        x = blocks.inverted_residual(x, x.shape[-1] * c.expansion, channels, 2, name=f"stage{stage}_mv2", **kw)
-        x = blocks.mobilevit_block(x, dim, depth, c.num_heads, dropout=c.transformer_dropout, name=f"stage{stage}_mvit", **kw)
+    for number, stage in enumerate(c.stages, start=1):
+        if stage.kind == "mv2":
+            for i in range(stage.depth):
+                stride = stage.stride if i == 0 else 1
+                x = blocks.inverted_residual(x, x.shape[-1] * c.expansion, stage.channels, stride, name=f"stage{number}_mv2_{i}", **kw)
+        else:
+            x = blocks.inverted_residual(x, x.shape[-1] * c.expansion, stage.channels, stage.stride, name=f"stage{number}_mv2", **kw)
+            x = blocks.mobilevit_block(
+                x, stage.dim, stage.depth, c.num_heads, dropout=c.transformer_dropout, name=f"stage{number}_mvit", **kw
+            )
     return blocks.conv_bn_act(x, c.final_channels, 1, name="final", **kw)
 
 
 def _body_kerasio(x, c: MobileViTConfig, bn_momentum: float):
     del bn_momentum  # the example uses Keras' BatchNorm defaults
-    x = blocks.kerasio_conv_block(x, c.stem, name="stem")
-    x = blocks.kerasio_inverted_residual_block(x, x.shape[-1] * c.expansion, c.mv2_channels[0], name="stage1_mv2_0")
-    for i in range(3):
-        x = blocks.kerasio_inverted_residual_block(
-            x, x.shape[-1] * c.expansion, c.mv2_channels[1], 2 if i == 0 else 1, name=f"stage2_mv2_{i}"
-        )
-    for stage, (channels, dim, depth) in enumerate(c.mvit, start=3):
-        x = blocks.kerasio_inverted_residual_block(x, x.shape[-1] * c.expansion, channels, 2, name=f"stage{stage}_mv2")
-        x = blocks.kerasio_mobilevit_block(x, depth, dim, c.num_heads, name=f"stage{stage}_mvit")
-    return blocks.kerasio_conv_block(x, c.final_channels, kernel_size=1, strides=1, name="final")
+    x = kerasio.conv_block(x, c.stem, name="stem")
+    for number, stage in enumerate(c.stages, start=1):
+        if stage.kind == "mv2":
+            for i in range(stage.depth):
+                stride = stage.stride if i == 0 else 1
+                x = kerasio.inverted_residual_block(x, x.shape[-1] * c.expansion, stage.channels, stride, name=f"stage{number}_mv2_{i}")
+        else:
+            x = kerasio.inverted_residual_block(x, x.shape[-1] * c.expansion, stage.channels, stage.stride, name=f"stage{number}_mv2")
+            x = kerasio.mobilevit_block(x, stage.depth, stage.dim, c.num_heads, name=f"stage{number}_mvit")
+    return kerasio.conv_block(x, c.final_channels, kernel_size=1, strides=1, name="final")
 
 
 def parameter_counts(model: keras.Model) -> tuple[int, int]:

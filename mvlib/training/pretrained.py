@@ -16,9 +16,9 @@ from pathlib import Path
 import keras
 
 from mvlib.model import create_mobilevit
-from mvlib.train import RunFolder
+from mvlib.training.train import RunFolder
 
-PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+PRETRAINED_DIR = Path(__file__).parents[1] / "pretrained"  # package data: mvlib/pretrained/<name>/
 DEFAULT = "xxs-flowers"
 
 
@@ -92,7 +92,7 @@ def load_trained(run_dir: str | os.PathLike, weights: str | os.PathLike | None =
     ``weights``: ``"best"`` for the epoch with the best validation accuracy (chosen on the validation split
     itself, so an optimistic pick), or a weights file. ``image_size``: build the model for another input size
     than it was trained at (MobileViT's weights do not depend on it). ``run_dir="pretrained"`` gives the
-    weights shipped in the package (:mod:`mvlib.pretrained`).
+    weights shipped in the package (:mod:`mvlib.training.pretrained`).
     """
     if str(run_dir) == "pretrained" and not Path(run_dir).exists():
         model, info = load_pretrained(image_size=image_size)

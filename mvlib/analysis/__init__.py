@@ -1,0 +1,2 @@
+"""Looking at models: MAC counts (``flops``), figures (``figures``) and the notebooks' explanations
+(``explain``)."""

@@ -1,0 +1,103 @@
+"""Batches for ``model.fit`` on any backend: ``keras.utils.PyDataset`` objects over cached uint8 images.
+
+Every random draw of the training stream comes from ``numpy.random.default_rng((seed, epoch, pass,
+position))``, so epoch ``e`` is a function of (seed, e) alone: a run resumed at epoch ``e`` sees exactly
+the batches an uninterrupted run would have, whichever backend and however many worker threads.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import keras
+import numpy as np
+
+from mvlib.data.images import AUGMENTATIONS, augment
+
+class Batches(keras.utils.PyDataset):
+    """Fixed batches of cached uint8 images as ``(float32 images, one-hot labels)``, in order (evaluation)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, num_classes: int, batch_size: int = 64):
+        super().__init__()
+        self.images, self.labels, self.num_classes, self.batch_size = images, labels, num_classes, batch_size
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.images) / self.batch_size)
+
+    def __getitem__(self, index: int):
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        part = slice(index * self.batch_size, (index + 1) * self.batch_size)
+        return self.images[part].astype(np.float32), one_hot(self.labels[part], self.num_classes)
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+
+class TrainStream(keras.utils.PyDataset):
+    """Augmented training batches, epoch after epoch from ``initial_epoch``, reproducible from (seed, epoch).
+
+    Epoch ``e`` reads the endless sequence "permutation 0 of the training images, then permutation 1,
+    ..." where permutation ``p`` and the augmentation of the image at position ``i`` are drawn from
+    ``(seed, e, p)`` and ``(seed, e, p, i)``. An epoch is ``steps_per_epoch`` full batches (default
+    ``ceil(n / batch_size)``: every image once, the last batch topped up from permutation 1), so every
+    batch has the same shape (one compiled step; batches split evenly across devices). Keras calls
+    ``on_epoch_end`` after each epoch, which moves the stream to the next one. Batches are built by
+    ``workers`` threads (Pillow and numpy release the GIL).
+    """
+
+    def __init__(self, images, labels, num_classes, *, image_size, augment_mode="keras-io", batch_size=64,
+                 seed=42, initial_epoch=0, steps_per_epoch=None, workers=None):
+        if augment_mode not in AUGMENTATIONS:
+            raise ValueError(f"unknown augment {augment_mode!r}; valid: {', '.join(AUGMENTATIONS)}")
+        if len(images) == 0:
+            raise ValueError("no training images: an endless stream of empty epochs would never yield")
+        if steps_per_epoch is not None and steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be None or >= 1, got {steps_per_epoch!r}")
+        workers = workers or min(16, os.cpu_count() or 1)
+        super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=2 * workers)
+        self.images, self.labels, self.num_classes = images, labels, num_classes
+        self.image_size, self.augment_mode, self.batch_size, self.seed = image_size, augment_mode, batch_size, seed
+        self.epoch = initial_epoch
+        self.steps = steps_per_epoch or math.ceil(len(images) / batch_size)
+        self._orders: dict[tuple[int, int], np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def _order(self, epoch: int, pass_index: int) -> np.ndarray:
+        """Permutation ``pass_index`` of epoch ``epoch``, cached (worker threads share it; a race only recomputes it)."""
+        key = (epoch, pass_index)
+        order = self._orders.get(key)
+        if order is None:
+            order = np.random.default_rng((self.seed, epoch, pass_index)).permutation(len(self.images))
+            self._orders = {**{k: v for k, v in self._orders.items() if k[0] == epoch}, key: order}  # forget older epochs
+        return order
+
+    def batch(self, epoch: int, index: int):
+        """Batch ``index`` of epoch ``epoch`` (what ``stream[index]`` returns during that epoch)."""
+        n, images = len(self.images), []
+        positions = range(index * self.batch_size, (index + 1) * self.batch_size)
+        picked = [(p // n, p % n) for p in positions]
+        for pass_index, i in picked:
+            rng = np.random.default_rng((self.seed, epoch, pass_index, i))
+            image = self.images[self._order(epoch, pass_index)[i]]
+            images.append(augment(image, self.image_size, self.augment_mode, rng))
+        labels = [self.labels[self._order(epoch, p)[i]] for p, i in picked]
+        return np.stack(images), one_hot(np.array(labels), self.num_classes)
+
+    def __getitem__(self, index: int):
+        if not 0 <= index < self.steps:
+            raise IndexError(index)
+        return self.batch(self.epoch, index)
+
+    def __iter__(self):
+        return (self[i] for i in range(self.steps))
+
+    def on_epoch_end(self):
+        self.epoch += 1
+
+
+def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    return np.eye(num_classes, dtype=np.float32)[np.asarray(labels, dtype=np.int64)]
