@@ -52,7 +52,7 @@ def _evaluate_and_save(model, data, out_dir: Path) -> None:
 
 def cmd_train(args) -> None:
     from mvlib.training.recipes import get_recipe
-    from mvlib.training.train import train
+    from mvlib.training.run import train
 
     recipe = get_recipe(args.recipe, epochs=args.epochs, batch_size=args.batch_size)
     data = _load_data(args, batch_size=recipe.batch_size, seed=args.seed)

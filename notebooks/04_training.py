@@ -5,7 +5,7 @@
 #
 # Notebooks 01-03 built MobileViT; this one trains it on tf_flowers (3,670 photos of five kinds of
 # flowers). It looks at the photos and at what augmentation does to them, sets the keras-io example's
-# recipe beside the one used here, shows how `mvlib.training.train.train` survives being interrupted, and then
+# recipe beside the one used here, shows how `mvlib.training.run.train` survives being interrupted, and then
 # studies the model that ships with the package: its training curves, its accuracy and confusion matrix
 # on the validation photos, and its mistakes. It ends with a puzzle from the keras-io recipe: why a run
 # can sit at exactly 19.07% validation accuracy for epochs on end.
@@ -37,7 +37,7 @@ from mvlib.training.evaluate import evaluate_model
 from mvlib.notebook import by_mode, example_photo, format_table, load_data, show_jpeg, show_source
 from mvlib.training.pretrained import PRETRAINED_DIR, load_pretrained, pretrained_info, read_history
 from mvlib.training.recipes import RECIPES, Recipe, get_recipe, make_optimizer
-from mvlib.training.train import EpochCommitter, train
+from mvlib.training.run import EpochCommitter, train
 from mvlib.analysis.figures import plot_confusion_matrix, plot_history, show_images
 
 # %% [markdown]
@@ -174,7 +174,7 @@ plt.show()
 # %% [markdown]
 # ## 3. Training, interrupted and resumed
 #
-# `mvlib.training.train.train(variant, data, run_dir, recipe)` builds the model, compiles it with the recipe and
+# `mvlib.training.run.train(variant, data, run_dir, recipe)` builds the model, compiles it with the recipe and
 # fits it, writing everything about the run into `run_dir`: after every epoch a checkpoint (model and
 # optimizer state), then `state.json` (finished epochs, history, best epoch), `history.csv`, and the
 # weights of the best epoch so far. Calling it again with the same arguments continues after the last
@@ -193,7 +193,8 @@ show_source(train, EpochCommitter)
 # closed laptop); the second picks up at epoch 2; the third finds the run finished.
 
 # %% tags=["nbval-ignore-output"]
-demo_data = load_data(limit=by_mode(256, 64))  # at most this many photos per split
+# quick mode (the test run): fewer, smaller images -- the same code path
+demo_data = load_data(limit=by_mode(256, 32), image_size=by_mode(256, 128), batch_size=by_mode(64, 16))
 workdir = tempfile.TemporaryDirectory(prefix="mvlib-04-")
 run_dir = Path(workdir.name) / "xxs-demo"
 demo_recipe = get_recipe("improved", epochs=2, warmup_epochs=1)

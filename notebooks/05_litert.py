@@ -16,7 +16,7 @@
 # 4. a few photos classified by the int8 file, through the same predictor an app-side script would use;
 # 5. the project's targets, and where the measured numbers stand.
 #
-# Everything is in `mvlib.litert.export` and `mvlib.litert.runtime`; `python -m mvlib export` and
+# Everything is in `mvlib.litert` (`export`, `parity`, `runtime`, `measure`); `python -m mvlib export` and
 # `python -m mvlib measure` call the same functions from a terminal.
 
 # %% tags=["nbval-ignore-output"]
@@ -38,8 +38,10 @@ import numpy as np
 from IPython.display import Markdown, display
 
 from mvlib.analysis import figures as viz
-from mvlib.litert import export
-from mvlib.litert.export import DEFAULT_MIN_AGREEMENT, KINDS, ExportError, check_targets, export_all, export_seed_recipe, format_markdown, measure_with_baseline
+from mvlib.litert import export, parity
+from mvlib.litert.export import KINDS, export_all, export_seed_recipe
+from mvlib.litert.measure import format_markdown, measure_with_baseline
+from mvlib.litert.parity import DEFAULT_MIN_AGREEMENT, ExportError
 from mvlib.model import create_mobilevit
 from mvlib.notebook import by_mode, format_table, load_data, show_jpeg, show_source
 from mvlib.litert.runtime import LiteRTPredictor
@@ -127,7 +129,7 @@ except ExportError as error:
 # the conversion of each kind, and the check that stands between a file and its place on disk:
 
 # %%
-show_source(export._write_saved_model, export._convert, export.check_parity)
+show_source(export._write_saved_model, export._convert, parity.check_parity)
 
 # %% [markdown]
 #

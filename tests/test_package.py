@@ -60,14 +60,14 @@ def test_find_cycle_finds_one():
 
 def test_no_import_cycles_in_mvlib():
     graph = {name: imported_modules(path) - {name} for name, path in MODULES.items()}
-    assert graph["mvlib.training.pretrained"] >= {"mvlib.model", "mvlib.training.train"}
+    assert graph["mvlib.training.pretrained"] >= {"mvlib.model", "mvlib.training.run"}
     assert "mvlib.data" in graph["mvlib.notebook"]  # the parser sees function-level imports too
     assert find_cycle(graph) is None, f"import cycle: {' -> '.join(find_cycle(graph))}"
 
 
 def test_jax_backend_imports_no_tensorflow():
     pytest.importorskip("jax")
-    code = ("import sys, mvlib.model, mvlib.data, mvlib.training.train, mvlib.training.pretrained, mvlib.training.evaluate, mvlib.litert.runtime, mvlib.cli; "
+    code = ("import sys, mvlib.model, mvlib.data, mvlib.training.run, mvlib.training.pretrained, mvlib.training.evaluate, mvlib.litert.runtime, mvlib.cli; "
             "import keras; print(keras.backend.backend(), 'tensorflow' in sys.modules)")
     env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)

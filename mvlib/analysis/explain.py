@@ -394,7 +394,7 @@ def images_at(dataset, indices) -> np.ndarray:
 
 class StopAfterEpoch(keras.callbacks.Callback):
     """Ends ``fit`` after epoch ``epoch`` (1-based) has finished: a gentle stand-in for a kill, to show
-    that ``mvlib.training.train.train`` picks up where a run stopped."""
+    that ``mvlib.training.run.train`` picks up where a run stopped."""
 
     def __init__(self, epoch: int):
         super().__init__()

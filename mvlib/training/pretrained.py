@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 
 from mvlib.model import create_mobilevit
-from mvlib.training.train import RunFolder
+from mvlib.training.run import RunFolder
 
 PRETRAINED_DIR = Path(__file__).parents[1] / "pretrained"  # package data: mvlib/pretrained/<name>/
 DEFAULT = "xxs-flowers"
