@@ -1,7 +1,6 @@
 """Recipes, checkpoint/resume, progress lines and multi-device training, on tiny synthetic runs (64 px, a few steps).
 
-The in-process tests run on the default (TensorFlow) backend; the JAX ones run in a subprocess, since a
-process holds one Keras backend.
+These run on the default (TensorFlow) backend; tests/test_train_jax.py trains on JAX.
 """
 
 import json
