@@ -198,7 +198,7 @@ demo_data = load_data(limit=by_mode(256, 32), image_size=by_mode(256, 128), batc
 workdir = tempfile.TemporaryDirectory(prefix="mvlib-04-")
 run_dir = Path(workdir.name) / "xxs-demo"
 demo_recipe = get_recipe("improved", epochs=2, warmup_epochs=1)
-demo = dict(steps_per_epoch=by_mode(4, 2), verbose=2)
+demo = dict(steps_per_epoch=by_mode(4, 2), verbose=2, run_eagerly=True)  # a few steps: cheaper than compiling the step
 first = train("xxs", demo_data, run_dir, demo_recipe, callbacks=[explain.StopAfterEpoch(1)], **demo)
 
 # %% tags=["nbval-ignore-output"]

@@ -23,7 +23,7 @@ from mvlib.training.recipes import RECIPES, get_recipe, make_optimizer
 from mvlib.training.run import Progress, train
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = dict(steps_per_epoch=2)
+TINY = dict(steps_per_epoch=2, run_eagerly=True)  # two steps: tracing the graph would cost more than they do
 
 
 @pytest.fixture(scope="module")

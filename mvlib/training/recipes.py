@@ -76,9 +76,10 @@ def make_optimizer(recipe: Recipe, steps_per_epoch: int) -> keras.optimizers.Opt
     raise ValueError(f"unknown optimizer {recipe.optimizer!r}")
 
 
-def compile_model(model: keras.Model, recipe: Recipe, steps_per_epoch: int) -> None:
+def compile_model(model: keras.Model, recipe: Recipe, steps_per_epoch: int, run_eagerly: bool = False) -> None:
     model.compile(
         optimizer=make_optimizer(recipe, steps_per_epoch),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
         metrics=["accuracy"],
+        run_eagerly=run_eagerly,
     )

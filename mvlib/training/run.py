@@ -233,13 +233,16 @@ def train(
     verbose: int | str = "auto",
     initial_weights: str | os.PathLike | None = None,
     callbacks: list[keras.callbacks.Callback] = (),
+    run_eagerly: bool = False,
 ) -> TrainResult:
     """Train ``variant`` on ``data`` (a :class:`mvlib.data.FlowerData`), resuming from ``run_dir``.
 
     Re-running with the same arguments after an interruption continues from the last finished epoch;
     a finished run returns its results without training. ``steps_per_epoch`` shortens epochs (quick
     mode); by default one epoch is one pass over the training split. ``callbacks`` run after the
-    epoch has been committed to the run folder.
+    epoch has been committed to the run folder. ``run_eagerly=True`` skips compiling the training step:
+    slower per step, but for a handful of steps (a demonstration, a test) it saves the ~40 s that tracing
+    a whole MobileViT takes on a small CPU. Either way the run resumes exactly.
     """
     recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
     verbose = default_verbose() if verbose == "auto" else verbose
@@ -264,7 +267,7 @@ def train(
     with distribution or data_parallel():
         kwargs = {"bn_momentum": recipe.bn_momentum} if recipe.bn_momentum else {}
         model = create_mobilevit(variant, len(data.class_names), image_size, **kwargs)
-        compile_model(model, recipe, steps)
+        compile_model(model, recipe, steps, run_eagerly=run_eagerly)
         if state is not None:
             # Not keras.saving.load_model: a deserialised AdamW forgets exclude_from_weight_decay and
             # would decay biases and norms after a resume. Restore weights + optimizer state instead.
