@@ -23,12 +23,13 @@ the same, but always enables ``SELECT_TF_OPS`` (Flex) and writes straight to ``p
   ``float32``  no quantization (reference; must match Keras to ``max_abs_diff`` 1e-4).
   ``dynamic``  dynamic-range quantization: int8 weights, float activations, float32 I/O (~1/3.3 the size).
   ``float16``  float16 weights, dequantized to float32 at load time (~1/2 the size), float32 I/O.
-  ``int8``     full-integer quantization calibrated on ``representative_images``: int8 weights and
-               activations, **uint8 input** = the raw RGB pixels [0, 255] (scale ~1, zero point 0, because
-               the model rescales internally -- an app feeds camera bytes as they are), and **float32
-               output** = probabilities (one DEQUANTIZE at the end, so callers need no output arithmetic).
-               A few ops without int8 kernels (the NEG inside LayerNormalization) run in float between
-               DEQUANTIZE/QUANTIZE pairs; ``ExportResult.float_ops`` counts them.
+  ``int8``     full-integer quantization calibrated on ``representative_images``, by the recipe of
+               :mod:`mvlib.litert.quantize` (integer-friendly LayerNorm, attention matmuls and softmax
+               kept float, ranges averaged over images): int8 weights and activations, **uint8 input**
+               = the raw RGB pixels [0, 255] (scale ~1, zero point 0, because the model rescales
+               internally -- an app feeds camera bytes as they are), and **float32 output** =
+               probabilities (one DEQUANTIZE at the end, so callers need no output arithmetic).
+               ``ExportResult.float_ops`` counts the ops that compute in float.
 
 Every export is written to a temporary file next to ``path``, run through :func:`check_parity` against
 the Keras model, and moved into place only if it passes; otherwise the temporary file is deleted and
@@ -52,6 +53,7 @@ import numpy as np
 
 import mvlib
 from mvlib.data.synthetic import synthetic_images
+from mvlib.litert import quantize
 from mvlib.litert.inspect import count_float_ops, list_ops
 from mvlib.litert.parity import (
     KINDS,
@@ -135,17 +137,8 @@ def _write_saved_model(model, directory: str, batch_size: int | None) -> None:
         archive.write_out(directory, verbose=False)
 
 
-def _calibration_dataset(images, size: tuple[int, int], limit: int):
-    pixels = _collect_images(images, size, limit)
-
-    def generate():
-        for i in range(len(pixels)):
-            yield [pixels[i : i + 1]]
-
-    return generate, pixels
-
-
-def _convert(saved_model_dir: str, kind: str, *, representative=None, allow_flex: bool = False) -> bytes:
+def _convert(saved_model_dir: str, kind: str, *, allow_flex: bool = False) -> bytes:
+    """float32, dynamic or float16 through the converter's public API."""
     tf = _tensorflow()
 
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
@@ -154,20 +147,25 @@ def _convert(saved_model_dir: str, kind: str, *, representative=None, allow_flex
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if kind == "float16":
         converter.target_spec.supported_types = [tf.float16]
-    if kind == "int8":
-        converter.representative_dataset = representative
-        ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
-        converter.inference_input_type = tf.uint8  # raw pixels [0, 255]; the model rescales internally
-        converter.inference_output_type = tf.float32  # probabilities, dequantized inside the model
     if allow_flex:
         ops.append(tf.lite.OpsSet.SELECT_TF_OPS)
     converter.target_spec.supported_ops = ops
     try:
-        with native_stderr_captured():  # the int8 converter prints its settings ("fully_quantize: 0, ...") to fd 2
+        with native_stderr_captured():
             return converter.convert()
     except Exception as e:  # ConverterError and friends
         hint = "" if allow_flex else " (if it names ops outside the TFLite builtins, allow_flex=True adds Flex/Select TF ops)"
         raise ExportError(f"LiteRT conversion ({kind}) failed{hint}: {e}") from e
+
+
+def _convert_int8(model, calibration: np.ndarray, batch_size: int | None) -> bytes:
+    """int8 by the recipe of :mod:`mvlib.litert.quantize`, from its own SavedModel (integer-friendly LayerNorm)."""
+    with tempfile.TemporaryDirectory(prefix="mvlib_int8_") as tmp:
+        _write_saved_model(quantize.replace_layer_norms(model), tmp, batch_size)
+        try:
+            return quantize.int8_tflite(tmp, calibration)
+        except Exception as e:  # the converter's errors, whatever their class
+            raise ExportError(f"LiteRT conversion (int8) failed: {e}") from e
 
 
 def _umask() -> int:
@@ -229,19 +227,19 @@ def _check_and_place(
 
 
 def _prepare_images(model, kind, representative_images, check_images, max_calibration_images):
+    """(calibration pixels or None, check pixels, where the check pixels came from)."""
     size = _model_image_size(model)
-    representative = None
     calibration = None
     if kind == "int8":
         if representative_images is None:
             raise ValueError("kind='int8' needs representative_images (a few hundred training images) to calibrate")
-        representative, calibration = _calibration_dataset(representative_images, size, max_calibration_images)
+        calibration = _collect_images(representative_images, size, max_calibration_images)
     if check_images is not None:
-        return representative, _collect_images(check_images, size, MAX_CHECK_IMAGES), "given"
+        return calibration, _collect_images(check_images, size, MAX_CHECK_IMAGES), "given"
     if representative_images is not None:
         pixels = calibration if calibration is not None else _collect_images(representative_images, size, 32)
-        return representative, pixels[:32], "representative"
-    return representative, synthetic_images(NUM_SYNTHETIC_CHECK_IMAGES, size), "synthetic"
+        return calibration, pixels[:32], "representative"
+    return calibration, synthetic_images(NUM_SYNTHETIC_CHECK_IMAGES, size), "synthetic"
 
 
 def export_litert(
@@ -286,13 +284,17 @@ def export_litert(
         raise ValueError(f"unknown kind {kind!r}; valid kinds: {', '.join(KINDS)}")
     _tensorflow()  # fail before any work when the backend cannot be exported
     path = Path(path)
-    representative, check_pixels, source = _prepare_images(model, kind, representative_images, check_images, max_calibration_images)
-    if saved_model_dir is not None:
-        tflite = _convert(str(saved_model_dir), kind, representative=representative, allow_flex=allow_flex)
+    if kind == "int8" and allow_flex:
+        raise ValueError("allow_flex is for the float kinds; the int8 recipe uses builtin ops only")
+    calibration, check_pixels, source = _prepare_images(model, kind, representative_images, check_images, max_calibration_images)
+    if kind == "int8":
+        tflite = _convert_int8(model, calibration, batch_size)
+    elif saved_model_dir is not None:
+        tflite = _convert(str(saved_model_dir), kind, allow_flex=allow_flex)
     else:
         with tempfile.TemporaryDirectory(prefix="mvlib_savedmodel_") as tmp:
             _write_saved_model(model, tmp, batch_size)
-            tflite = _convert(tmp, kind, representative=representative, allow_flex=allow_flex)
+            tflite = _convert(tmp, kind, allow_flex=allow_flex)
     return _check_and_place(
         model, tflite, path, kind, check_pixels, source, max_abs_diff=max_abs_diff, min_agreement=min_agreement, started=started
     )

@@ -3,11 +3,12 @@
 A file is refused when its weights are not in it (variables read but never written), the interpreter
 fails, the output shape differs, any output is NaN/inf, or it is too far from Keras: for ``float32``
 max |diff| of the probabilities <= ``FLOAT32_MAX_ABS_DIFF``; for the quantized kinds top-1 agreement
->= ``DEFAULT_MIN_AGREEMENT``. Images are float32 RGB in [0, 255], as arrays or iterables of batches.
+>= ``DEFAULT_MIN_AGREEMENT`` (``INT8_MIN_AGREEMENT`` for the int8 file, the one to ship). Images are float32 RGB in [0, 255], as arrays or iterables of batches.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -25,6 +26,8 @@ FLOAT32_MAX_ABS_DIFF = 1e-4
 
 #: quantized kinds must agree with Keras' top-1 class on at least this fraction of the check images.
 DEFAULT_MIN_AGREEMENT = 0.9
+#: the full-integer file, the one to ship, must agree with Keras' top-1 class at least this often.
+INT8_MIN_AGREEMENT = 0.98
 
 
 #: check images used at most.
@@ -134,7 +137,8 @@ def _model_image_size(model) -> tuple[int, int]:
 def _default_limits(kind: str, max_abs_diff: float | None, min_agreement: float | None):
     if kind == "float32":
         return (FLOAT32_MAX_ABS_DIFF if max_abs_diff is None else max_abs_diff), min_agreement
-    return max_abs_diff, (DEFAULT_MIN_AGREEMENT if min_agreement is None else min_agreement)
+    default = INT8_MIN_AGREEMENT if kind == "int8" else DEFAULT_MIN_AGREEMENT
+    return max_abs_diff, (default if min_agreement is None else min_agreement)
 
 
 def check_parity(
@@ -152,7 +156,7 @@ def check_parity(
 
     Checks: the weights are in the file (no unwritten variables); the interpreter runs; the output shape is the Keras one; no NaN/inf; for ``kind="float32"``
     max |diff| <= ``max_abs_diff`` (default 1e-4); for the quantized kinds top-1 agreement with Keras
-    >= ``min_agreement`` (default 0.9). Either limit may be given for any kind (``max_abs_diff`` then
+    >= ``min_agreement`` (default 0.9; 0.98 for int8). Either limit may be given for any kind (``max_abs_diff`` then
     also applies to quantized kinds; ``min_agreement`` to float32). Never raises on a failed check --
     look at ``report.passed`` / ``report.problems`` or call ``report.raise_for_failure()``.
     """
@@ -207,5 +211,7 @@ def check_parity(
     if diff_limit is not None and not (report.max_abs_diff <= diff_limit):
         report.problems.append(f"max |diff| {report.max_abs_diff:.3g} > {diff_limit:g}")
     if agreement_limit is not None and report.top1_agreement < agreement_limit:
-        report.problems.append(f"top-1 agreement {report.top1_agreement:.3f} < {agreement_limit:g}")
+        short = math.ceil(agreement_limit * len(got) - 1e-9) - round(report.top1_agreement * len(got))
+        report.problems.append(f"top-1 agreement {report.top1_agreement:.3f} < {agreement_limit:g} "
+                               f"({short} more of the {len(got)} images would have to agree)")
     return report

@@ -24,8 +24,10 @@ Needs TensorFlow; the float graph of the other exports is not touched.
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -121,7 +123,9 @@ def per_image_ranges(float_tflite: bytes, images: np.ndarray) -> dict[str, tuple
     """``{tensor name: (min, max)}``: every float tensor's min and max on each image, averaged over images."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_content=bytes(float_tflite), experimental_preserve_all_tensors=True)
+    with warnings.catch_warnings():  # "intended for debugging purposes only": keeping every tensor is the point
+        warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors")
+        interpreter = Interpreter(model_content=bytes(float_tflite), experimental_preserve_all_tensors=True)
     interpreter.allocate_tensors()
     index = interpreter.get_input_details()[0]["index"]
     tensors = [t for t in interpreter.get_tensor_details() if t["dtype"] == np.float32]
@@ -140,21 +144,26 @@ def per_image_ranges(float_tflite: bytes, images: np.ndarray) -> dict[str, tuple
     return {name: (float(np.mean(lows[name])), float(np.mean(highs[name]))) for name in lows}
 
 
-def apply_ranges(calibrated: bytes, ranges: dict[str, tuple[float, float]]) -> bytes:
-    """``calibrated`` with every recorded min/max replaced by ``ranges[name]`` (widened to contain 0)."""
+def apply_ranges(calibrated: bytes, ranges: dict[str, tuple[float, float]], input_range=(0.0, 255.0)) -> bytes:
+    """``calibrated`` with every recorded min/max replaced by ``ranges[name]`` (widened to contain 0); the
+    graph's input gets ``input_range``, the pixels' own, so uint8 camera bytes go in unchanged (scale 1)."""
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(calibrated))
+    graph = model.subgraphs[0]
     missing = []
-    for tensor in model.subgraphs[0].tensors:
+    for index, tensor in enumerate(graph.tensors):
         q = tensor.quantization
         if q is None or q.min is None or not len(q.min):
             continue
         name = tensor.name.decode() if isinstance(tensor.name, bytes) else tensor.name
-        if name not in ranges:
+        if index in graph.inputs:
+            low, high = input_range
+        elif name in ranges:
+            low, high = ranges[name]
+        else:
             missing.append(name)
             continue
-        low, high = ranges[name]
         q.min, q.max = np.array([min(low, 0.0)], np.float32), np.array([max(high, 0.0)], np.float32)
     if missing:
         raise KeyError(f"{len(missing)} calibrated tensors have no per-image range, e.g. {missing[:3]}")
@@ -168,14 +177,68 @@ def quantize_calibrated(calibrated: bytes, float_ops=FLOAT_OPS) -> bytes:
     from tensorflow.lite.python import convert
 
     with native_stderr_captured():
-        return convert.mlir_quantize(
+        quantized = convert.mlir_quantize(
             calibrated,
             fully_quantize=True,
-            input_data_type=tf.uint8,
             output_data_type=tf.float32,
             denylisted_ops=list(float_ops) or None,
             disable_per_channel_for_dense_layers=True,
         )
+    return app_io(quantized)
+
+
+def app_io(tflite: bytes) -> bytes:
+    """The app-facing I/O: uint8 pixels in (a QUANTIZE to the int8 input: same scale, zero point + 128), so
+    an app feeds the camera's bytes as they are; float32 probabilities out (a DEQUANTIZE after the int8
+    output). With a denylist the quantizer leaves both int8, whatever it is asked for."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite))
+    graph = model.subgraphs[0]
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+
+    def opcode(builtin) -> int:
+        if builtin not in codes:
+            code = schema.OperatorCodeT()
+            code.builtinCode = code.deprecatedBuiltinCode = builtin
+            code.version = 1
+            model.operatorCodes.append(code)
+            codes.append(builtin)
+        return codes.index(builtin)
+
+    def retyped(index: int, tensor_type, suffix: bytes) -> int:
+        """A copy of tensor ``index`` with another type, taking over its name; returns the copy's index."""
+        tensor = graph.tensors[index]
+        new = copy.deepcopy(tensor)
+        new.type, new.buffer = tensor_type, 0
+        tensor.name = (tensor.name or b"t") + suffix
+        graph.tensors.append(new)
+        return len(graph.tensors) - 1
+
+    renamed = {}
+    old = graph.inputs[0]
+    if graph.tensors[old].type == schema.TensorType.INT8:
+        new = retyped(old, schema.TensorType.UINT8, b"_int8")
+        graph.tensors[new].quantization.zeroPoint = np.asarray(graph.tensors[old].quantization.zeroPoint) + 128
+        op = schema.OperatorT()
+        op.opcodeIndex, op.inputs, op.outputs = opcode(schema.BuiltinOperator.QUANTIZE), [new], [old]
+        graph.operators.insert(0, op)
+        renamed[old] = new
+    old = graph.outputs[0]
+    if graph.tensors[old].type == schema.TensorType.INT8:
+        new = retyped(old, schema.TensorType.FLOAT32, b"_int8")
+        graph.tensors[new].quantization = None
+        op = schema.OperatorT()
+        op.opcodeIndex, op.inputs, op.outputs = opcode(schema.BuiltinOperator.DEQUANTIZE), [old], [new]
+        graph.operators.append(op)
+        renamed[old] = new
+    graph.inputs = [renamed.get(i, i) for i in graph.inputs]
+    graph.outputs = [renamed.get(i, i) for i in graph.outputs]
+    for signature in model.signatureDefs or []:
+        for entry in (signature.inputs or []) + (signature.outputs or []):
+            entry.tensorIndex = renamed.get(entry.tensorIndex, entry.tensorIndex)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 def shorten_names(tflite: bytes) -> bytes:
