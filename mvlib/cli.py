@@ -101,7 +101,8 @@ def cmd_export(args) -> None:
     # Calibrate on training images (evaluation preprocessing), check on validation images. The splits are
     # stored class by class, so take a class-balanced slice (`limit` picks the classes in turn), not the
     # first N photos, which would all be daisies.
-    args.limit = args.limit or max(args.calibration_images, args.check_images)
+    if args.check_images is not None:
+        args.limit = args.limit or max(args.calibration_images, args.check_images)
     data = _load_data(args, augment=False)
     out = Path(args.out or Path("artifacts") / Path(args.run_dir).name)
     kinds = args.kinds or KINDS
@@ -109,7 +110,8 @@ def cmd_export(args) -> None:
     limits = {} if args.min_agreement is None else {k: {"min_agreement": args.min_agreement} for k in kinds if k != "float32"}
     results = export_all(model, out, kinds, stem=settings["variant"],
                          representative_images=data.balanced_images("train", args.calibration_images),
-                         check_images=data.balanced_images("val", args.check_images), limits=limits)
+                         check_images=data.val_images if args.check_images is None else data.balanced_images("val", args.check_images),
+                         limits=limits)
     for kind, result in results.items():
         print(f"{kind:>8}: {result.path} {result.size_bytes / 1e6:.2f} MB  {result.parity.summary()}")
 
@@ -223,10 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, help="input size to build the model at (default: the run's)")
     p.add_argument("--kinds", nargs="+", choices=["float32", "dynamic", "float16", "int8"])
     p.add_argument("--out", help="default: artifacts/<run folder name>")
-    p.add_argument("--calibration-images", type=int, default=200, help="training images for int8 calibration")
-    p.add_argument("--check-images", type=int, default=128, help="validation images for the parity check")
+    p.add_argument("--calibration-images", type=int, default=300, help="training images for int8 calibration")
+    p.add_argument("--check-images", type=int, help="validation images for the parity check (default: all of them)")
     p.add_argument("--min-agreement", type=float,
-                   help="top-1 agreement with Keras that the quantized files must reach (default 0.9; "
+                   help="top-1 agreement with Keras that the quantized files must reach (default 0.9, int8 0.98; "
                         "0 keeps a file that disagrees more, e.g. to measure it -- NaN and wrong shapes are still refused)")
     data_args(p)
     p.set_defaults(func=cmd_export)

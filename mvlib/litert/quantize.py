@@ -303,7 +303,10 @@ def layer_errors(saved_model_dir: str, calibration_images: np.ndarray, debug_ima
     from tensorflow.lite.python import convert
 
     calibrated = calibrate(saved_model_dir, calibration_images)
-    with native_stderr_captured():
+    # The debugger runs on tf.lite.Interpreter (deprecated in favour of ai_edge_litert, which it predates)
+    # and averages empty metric lists for unquantized tensors: neither warning is ours to act on.
+    with native_stderr_captured(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         debug_model = convert.mlir_quantize(calibrated, fully_quantize=False, enable_numeric_verify=True)
         debugger = tf.lite.experimental.QuantizationDebugger(
             quant_debug_model_content=debug_model,
