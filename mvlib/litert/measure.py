@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from mvlib.data.synthetic import synthetic_images
 from mvlib.litert.export import export_litert
 from mvlib.litert.inspect import infer_kind
 from mvlib.litert.parity import _collect_images, _model_image_size, _resize_if_needed
-from mvlib.litert.runtime import LiteRTRunner
+from mvlib.litert.runtime import LiteRTRunner, invoke_times
 from mvlib.tables import format_table
 from mvlib.device import describe_machine
 
@@ -50,14 +49,7 @@ def measure_latency(
     if not runner.dynamic_batch and runner._batch > 1:
         batch = np.repeat(batch, runner._batch, axis=0)
     interpreter.set_tensor(detail["index"], batch)
-    for _ in range(warmup):
-        interpreter.invoke()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        interpreter.invoke()
-        times.append((time.perf_counter() - start) * 1e3)
-    times = np.asarray(times)
+    times = invoke_times(interpreter, runs, warmup)
     return {
         "median_ms": float(np.median(times)),
         "p90_ms": float(np.percentile(times, 90)),

@@ -12,13 +12,12 @@ parts to see why. Needs TensorFlow (its flatbuffer tools).
 from __future__ import annotations
 
 import copy
-import time
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from mvlib.litert.runtime import native_stderr_captured
+from mvlib.litert.runtime import invoke_times, native_stderr_captured
 
 
 def split_ops(tflite) -> list[tuple[str, bytes]]:
@@ -83,14 +82,7 @@ def _timed(content: bytes, threads: int, runs: int, warmup: int, rng) -> tuple[f
             value = (rng.standard_normal(detail["shape"]) + 2.0).astype(dtype)
         interpreter.set_tensor(detail["index"], value)
     delegated = any("DELEGATE" in str(node["op_name"]).upper() for node in interpreter._get_ops_details())
-    for _ in range(warmup):
-        interpreter.invoke()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        interpreter.invoke()
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times)), delegated
+    return float(np.median(invoke_times(interpreter, runs, warmup))), delegated
 
 
 def profile_ops(tflite, threads: int = 1, runs: int = 20, warmup: int = 3, seed: int = 0) -> list[dict]:

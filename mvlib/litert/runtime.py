@@ -21,6 +21,7 @@ import contextlib
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,7 +30,7 @@ import numpy as np
 from mvlib.data.images import preprocess_images
 
 
-__all__ = ["LiteRTRunner", "LiteRTPredictor", "native_stderr_captured"]
+__all__ = ["LiteRTRunner", "LiteRTPredictor", "native_stderr_captured", "invoke_times"]
 
 
 @contextlib.contextmanager
@@ -196,3 +197,15 @@ class LiteRTPredictor:
             order = np.argsort(-row, kind="stable")[:k]
             results.append([(self.class_names[j], float(row[j])) for j in order])
         return results
+
+
+def invoke_times(interpreter, runs: int, warmup: int) -> np.ndarray:
+    """Milliseconds of each of ``runs`` ``invoke()`` calls on the interpreter's current input, after ``warmup``."""
+    for _ in range(warmup):
+        interpreter.invoke()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        interpreter.invoke()
+        times.append((time.perf_counter() - start) * 1e3)
+    return np.asarray(times)
