@@ -266,7 +266,7 @@ def export_litert(
             [0, 255]) or an iterable of batches (arrays, ``(images, labels)`` tuples, ``{"image": ...}``
             dicts, a ``tf.data.Dataset``); at most ``max_calibration_images`` are used, resized to the model's
             size if needed. Use training images, never the validation set you report.
-        check_images: images for the parity check (same formats; at most 256). Default: the first 32
+        check_images: images for the parity check (same formats; at most 512). Default: the first 32
             representative images if given, else 16 synthetic images (see :func:`synthetic_images`).
         allow_flex: also allow Select TF (Flex) ops; the app then needs the Flex delegate. (Untested: no
             mvlib model needs Flex. The check runs the file with ``ai_edge_litert``'s interpreter; if that

@@ -31,7 +31,7 @@ INT8_MIN_AGREEMENT = 0.98
 
 
 #: check images used at most.
-MAX_CHECK_IMAGES = 256
+MAX_CHECK_IMAGES = 512  # tf_flowers has 331 validation photos: all of them
 
 
 class ExportError(RuntimeError):
