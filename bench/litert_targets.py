@@ -55,7 +55,8 @@ def main(argv=None) -> int:
     rows = json.loads(open(path).read())["rows"]
     results = check_targets(rows)
     for r in results:
-        print(f"{'MET ' if r['met'] else 'open' if r['met'] is False else '  ? '}  {r['target']}: {r['measured']}")
+        value = "--" if r["measured"] is None else f"{r['measured']:.2f} {r['unit']}"
+        print(f"{'MET ' if r['met'] else 'open' if r['met'] is False else '  ? '}  {r['target']}: {value}")
     return 0 if all(r["met"] for r in results) else 1
 
 
