@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from PIL import Image  # noqa: E402
 
-from mvlib.data import _decode_resized, list_image_files  # noqa: E402
+from mvlib.data.flowers import _decode_resized, list_image_files  # noqa: E402
 
 
 def pack(source: Path, target: Path, size: int, quality: int) -> tuple[int, list]:
