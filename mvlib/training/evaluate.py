@@ -62,5 +62,20 @@ def evaluate(predict_fn, dataset, class_names) -> Evaluation:
 
 
 def evaluate_model(model, dataset, class_names) -> Evaluation:
-    """:func:`evaluate` with a Keras model, through ``predict_on_batch`` (compiled, NumPy out, every backend)."""
-    return evaluate(model.predict_on_batch, dataset, class_names)
+    """:func:`evaluate` with a Keras model, through ``predict_on_batch`` (compiled, NumPy out, every backend).
+
+    A short last batch is padded to the first batch's size (and the padding's predictions dropped), so
+    the compiled step sees one shape: no second trace per model."""
+    batch_size = None
+
+    def predict(images):
+        nonlocal batch_size
+        images = np.asarray(images)
+        batch_size = batch_size or len(images)
+        short = batch_size - len(images)
+        if short <= 0:
+            return model.predict_on_batch(images)
+        padded = np.concatenate([images, np.zeros((short, *images.shape[1:]), images.dtype)])
+        return np.asarray(model.predict_on_batch(padded))[: len(images)]
+
+    return evaluate(predict, dataset, class_names)
