@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 
 import keras
 
+
 @dataclass(frozen=True)
 class Recipe:
     """How to train. ``bn_momentum=None`` keeps the model's own BatchNorm momentum."""
@@ -28,9 +29,9 @@ RECIPES: dict[str, Recipe] = {
     # The keras-io example, exactly: Adam 2e-3 constant, label smoothing 0.1, 30 epochs.
     "keras-io": Recipe("keras-io", "adam", 2e-3, 30),
     # Ours, for the paper variants on ~3k images (~47 steps per epoch): AdamW with linear warm-up and cosine
-    # decay (as ml-cvnets, whose own recipe differs: see notebook 04), the random-resized crop, and BatchNorm
-    # momentum 0.9 (PyTorch's 0.1) so the moving statistics follow the weights within an epoch (notebook 04,
-    # the 19% plateau). The paper's peak lr 2e-3 is for batch 1024; at batch 64 it diverged here (train
+    # decay (after ml-cvnets' MobileViT recipe, which differs: see notebook 04), the random-resized crop,
+    # and BatchNorm momentum 0.9 (PyTorch's 0.1) so the moving statistics follow the weights within an
+    # epoch (notebook 04, the 19% plateau). The paper's peak lr 2e-3 is for batch 1024; at batch 64 it diverged here (train
     # accuracy fell from 64% to 42% over epochs 6-11, mvlib/pretrained/logs/xxs-lr2e-3-diverged.csv),
     # hence 1e-3 and clipping.
     "improved": Recipe(
@@ -70,7 +71,8 @@ def make_optimizer(recipe: Recipe, steps_per_epoch: int) -> keras.optimizers.Opt
         optimizer = keras.optimizers.AdamW(
             lr, weight_decay=recipe.weight_decay, global_clipnorm=recipe.clipnorm
         )
-        # No decay on biases and normalisation parameters (standard practice, also in ml-cvnets).
+        # No decay on biases and normalisation parameters: common practice (timm's default). ml-cvnets'
+        # MobileViT config decays every weight, at 0.01.
         optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
         return optimizer
     raise ValueError(f"unknown optimizer {recipe.optimizer!r}")
