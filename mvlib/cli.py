@@ -146,8 +146,13 @@ def cmd_measure(args) -> None:
 
 def cmd_publish(args) -> None:
     from mvlib.training.pretrained import publish_run
+    from mvlib.training.run import RunFolder
 
-    folder = publish_run(args.run_dir, args.name, args.weights, command=args.command, image_size=args.image_size)
+    state = RunFolder(args.run_dir).load_state()
+    data = None
+    if state and args.image_size and args.image_size != state["settings"]["image_size"]:
+        data = _load_data(args, augment=False)  # to measure the accuracy at the size the weights ship for
+    folder = publish_run(args.run_dir, args.name, args.weights, command=args.command, image_size=args.image_size, data=data)
     print(f"published {args.run_dir} to {folder}")
 
 
@@ -250,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="'best' or a weights file; default: the last epoch's")
     p.add_argument("--image-size", type=int, help="the input size the weights are meant to be used at (default: the training size)")
     p.add_argument("--command", help="the command that trained the run, recorded in run.json")
+    data_args(p)
     p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser("run", help="the main job: train (resuming) -> evaluate -> export")

@@ -18,7 +18,7 @@ import mvlib  # noqa: F401
 import keras
 from mvlib.data import load_flowers
 from mvlib.training.evaluate import evaluate_model
-from mvlib.training.pretrained import load_trained
+from mvlib.training.pretrained import load_trained, publish_run
 from mvlib.training.recipes import RECIPES, get_recipe, make_optimizer
 from mvlib.training.run import Progress, train
 
@@ -27,8 +27,13 @@ TINY = dict(steps_per_epoch=2, run_eagerly=True)  # two steps: tracing the graph
 
 
 @pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    return load_flowers("synthetic", tmp_path_factory.mktemp("synthetic"), image_size=64, batch_size=8, limit=20)
+def tiny_data_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("synthetic")
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tiny_data_dir):
+    return load_flowers("synthetic", tiny_data_dir, image_size=64, batch_size=8, limit=20)
 
 
 def tiny_recipe(epochs=2):
@@ -62,7 +67,7 @@ def test_learning_rate_warms_up_then_decays():
     assert values[2] > values[3] > values[4] == pytest.approx(peak * RECIPES["improved"].min_lr_ratio, rel=1e-3)
 
 
-def test_resume_after_interruption_matches_uninterrupted_run(tiny_data, tmp_path):
+def test_resume_after_interruption_matches_uninterrupted_run(tiny_data, tiny_data_dir, tmp_path):
     snapshot = SnapshotAfterFirstEpoch(tmp_path / "straight", tmp_path / "resumed")
     straight = train("xxs", tiny_data, tmp_path / "straight", tiny_recipe(), verbose=0, callbacks=[snapshot], **TINY)
 
@@ -96,6 +101,16 @@ def test_resume_after_interruption_matches_uninterrupted_run(tiny_data, tmp_path
     assert len(evaluation.labels) == tiny_data.num_val
     np.testing.assert_array_equal(evaluation.predictions, direct)
     np.testing.assert_array_equal(evaluation.labels, tiny_data.val_labels)
+
+    # Publishing for another input size measures the accuracy there; without data at that size it refuses.
+    with pytest.raises(ValueError, match="trained at 64; to publish it for 96, pass the data loaded at 96"):
+        publish_run(tmp_path / "resumed", image_size=96, folder=tmp_path / "shipped")
+    data96 = load_flowers("synthetic", tiny_data_dir, image_size=96, batch_size=8, limit=20, augment=False)
+    info = json.loads((publish_run(tmp_path / "resumed", image_size=96, data=data96, folder=tmp_path / "shipped")
+                       / "run.json").read_text())
+    model96 = load_trained(tmp_path / "resumed", image_size=96)[0]
+    assert info["image_size"] == 96 and info["results"]["epoch"] == 2
+    assert info["results"]["val_accuracy_at_image_size"] == evaluate_model(model96, data96.val, data96.class_names).accuracy
 
 
 def test_progress_lines_for_log_files(capsys):

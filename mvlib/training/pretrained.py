@@ -16,6 +16,7 @@ from pathlib import Path
 import keras
 
 from mvlib.model import create_mobilevit
+from mvlib.training.evaluate import evaluate_model
 from mvlib.training.run import RunFolder
 
 PRETRAINED_DIR = Path(__file__).parents[1] / "pretrained"  # package data: mvlib/pretrained/<name>/
@@ -51,29 +52,48 @@ def load_pretrained(name: str = DEFAULT, image_size: int | None = None):
 
 
 def publish_run(run_dir: str | os.PathLike, name: str = DEFAULT, weights: str | None = None, command: str | None = None,
-                image_size: int | None = None) -> Path:
+                image_size: int | None = None, data=None, folder: str | os.PathLike | None = None) -> Path:
     """Copy a run's weights (``weights`` as in :func:`load_trained`: the last epoch's by default), log and
-    settings into the package, with the ``command`` that trained it, where it was trained, and the
-    ``image_size`` it is meant to be used at (default: the training size)."""
+    settings into the package (or ``folder``), with the ``command`` that trained it, where it was trained,
+    and the ``image_size`` it is meant to be used at (default: the training size).
+
+    When ``image_size`` is not the training size, the history's ``val_accuracy`` does not describe the
+    weights as shipped: ``data`` (a :class:`mvlib.data.FlowerData` loaded at ``image_size``) is then
+    required, and the validation accuracy measured on it is recorded as ``val_accuracy_at_image_size``.
+    """
     run = RunFolder(run_dir)
     state = run.load_state()
-    model, _ = load_trained(run_dir, weights)  # an uncompiled model: its weights file has no optimizer
+    if state is None:
+        raise FileNotFoundError(f"{run.path} is not a run folder (no state.json); train first")
     settings = state["settings"]
-    folder = PRETRAINED_DIR / name
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_weights(folder / "model.weights.h5")
-    shutil.copyfile(run.path / "history.csv", folder / "history.csv")
+    image_size = image_size or settings["image_size"]
+    model, _ = load_trained(run_dir, weights, image_size)  # uncompiled: its weights file has no optimizer
     results = {k: state[k] for k in ("epoch", "best_epoch", "best_val_accuracy")}
     results["last_val_accuracy"] = state["history"][-1]["val_accuracy"]
-    if state.get("note"):
-        results["note"] = state["note"]
+    notes = [state["note"]] if state.get("note") else []
+    if image_size != settings["image_size"]:
+        if data is None or data.image_size != image_size:
+            raise ValueError(f"the run was trained at {settings['image_size']}; to publish it for {image_size}, "
+                             f"pass the data loaded at {image_size} so its accuracy there can be measured")
+        if data.class_names != settings["class_names"]:
+            raise ValueError(f"the data's classes {data.class_names} differ from the run's {settings['class_names']}")
+        results["val_accuracy_at_image_size"] = evaluate_model(model, data.val, data.class_names).accuracy
+        notes.append(f"trained at {settings['image_size']}x{settings['image_size']}: the history's val_accuracy "
+                     f"is measured at that size; val_accuracy_at_image_size is measured at {image_size}, the size "
+                     "the weights are meant to be used at")
+    if notes:
+        results["note"] = "; ".join(notes)
     if command:
         results["command"] = command
     environments = state.get("environments", [])
     if environments:
         results["device"] = "; ".join(f"{e['device']}, Keras {e['keras']} on {e['backend']} (from epoch {e['from_epoch']})" for e in environments)
     results["weights"] = {None: "last epoch", "best": "best epoch (chosen on the validation split)"}.get(weights, str(weights))
-    info = {"settings": settings, "image_size": image_size or settings["image_size"], "results": results}
+    folder = Path(folder) if folder else PRETRAINED_DIR / name
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_weights(folder / "model.weights.h5")
+    shutil.copyfile(run.path / "history.csv", folder / "history.csv")
+    info = {"settings": settings, "image_size": image_size, "results": results}
     (folder / "run.json").write_text(json.dumps(info, indent=1) + "\n")
     return folder
 
