@@ -241,8 +241,8 @@ plt.show()
 #
 # Integer kernels are what phones' fast paths run, so the int8 file should be the smallest, the fastest
 # and nearly as accurate as float. The converter's default int8 recipe (the code below: a representative
-# dataset, `TFLITE_BUILTINS_INT8`, uint8 in) gives this model none of that: slower than float32 and a few
-# points less accurate. To see why, `opprofile.profile_ops` cuts every op of a file out into a one-op model
+# dataset, `TFLITE_BUILTINS_INT8`, uint8 in) gives this model none of that: its file is slower than
+# float32 (and was 4.5 points less accurate on the weights shipped before these). To see why, `opprofile.profile_ops` cuts every op of a file out into a one-op model
 # and times it alone with the runtime's default settings (XNNPACK, 1 thread), noting whether XNNPACK took
 # it; summed per op type:
 
@@ -378,10 +378,10 @@ print(format_table(["target", "int8", "met"], [[target, value, "yes" if met else
 # How to read it:
 #
 # * The **size** is fixed by the architecture and the recipe, not by training or the machine.
-# * The **accuracy drop** depends on the weights and on the 331 photos (one photo is 0.3 points).
-#   Post-training quantization has given what it can here: even the dynamic-range file, which quantizes
-#   only weights, loses about as much. Quantization-aware fine-tuning is the next step if the last points
-#   matter.
+# * The **accuracy drop** depends on the weights and on the 331 photos (one photo is 0.3 points): the
+#   same recipe lost 0.91 points on the previous, 28-epoch weights and loses none on these; the few photos
+#   where int8 and Keras disagree can fall either way. Quantization-aware fine-tuning is the next step if
+#   a drop matters.
 # * **Latency** depends on the machine (its cores, its SIMD width, what else runs). All files are measured
 #   in the same session, so the ratios are fairer than any single number, but measure on the device you
 #   will ship to before you believe them.
