@@ -72,13 +72,15 @@ print(f"trained {results_of_run['epoch']} epochs ({settings['recipe']['name']} r
 # %% [markdown]
 # Two views of tf_flowers, both with the evaluation preprocessing (resize to 256x256, no augmentation):
 #
-# * `data`: the whole held-out validation split, for the accuracy column of the table;
-# * `sample`: a class-balanced sample of each split (`limit` takes the classes in turn). Its **training**
-#   photos calibrate the int8 export (a quantized model must never be calibrated on the images it is
-#   graded on); its **validation** photos are the images every export is checked on.
+# * `data`: every photo, decoded once: its training split calibrates the int8 export, its whole held-out
+#   validation split gives the table's accuracy column and the int8 gate;
+# * `sample`: a class-balanced sample of each split (`limit` takes the classes in turn), for the quick
+#   checks: the keras-io recipe's file, the per-layer error, one photo per class.
+#
+# A quantized model is never calibrated on the images it is graded on: calibration uses training photos.
 
 # %% tags=["nbval-ignore-output"]
-data = load_data(image_size=size, batch_size=32, augment=False)
+data = load_data(image_size=size, batch_size=32, augment=False, limit=by_mode(None, 64))  # quick mode: 64 per split
 sample = load_data(image_size=size, batch_size=32, augment=False, limit=by_mode(200, 16))
 print(data.describe())
 print(f"sample: {sample.num_train} training photos (int8 calibration), {sample.num_val} validation photos (checks)")
@@ -202,9 +204,9 @@ print(f"int8: {results['int8'].float_ops} ops compute in float between DEQUANTIZ
 # depend on the weights, so its accuracy cells say `--`. (`python -m mvlib measure --baseline-run` uses a
 # trained keras-io run if you have one.)
 #
-# Two agreement figures appear in this notebook for each file, and they need not match: the export's
-# check above uses the class-balanced sample of validation photos, the table's "agreement" column all of
-# them.
+# The table's "agreement" column and the export's check above are measured on the same photos (every
+# validation photo; a quick run checks a 16-photo sample instead), so a full run prints the same figure
+# twice.
 #
 # * **val top-1**: accuracy on the whole held-out validation split (a quick run uses fewer photos);
 # * **agreement**: the fraction of those photos on which the file predicts the Keras model's class;
