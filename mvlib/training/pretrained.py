@@ -70,7 +70,6 @@ def publish_run(run_dir: str | os.PathLike, name: str = DEFAULT, weights: str | 
     model, _ = load_trained(run_dir, weights, image_size)  # uncompiled: its weights file has no optimizer
     results = {k: state[k] for k in ("epoch", "best_epoch", "best_val_accuracy")}
     results["last_val_accuracy"] = state["history"][-1]["val_accuracy"]
-    notes = [state["note"]] if state.get("note") else []
     if image_size != settings["image_size"]:
         if data is None or data.image_size != image_size:
             raise ValueError(f"the run was trained at {settings['image_size']}; to publish it for {image_size}, "
@@ -78,11 +77,9 @@ def publish_run(run_dir: str | os.PathLike, name: str = DEFAULT, weights: str | 
         if data.class_names != settings["class_names"]:
             raise ValueError(f"the data's classes {data.class_names} differ from the run's {settings['class_names']}")
         results["val_accuracy_at_image_size"] = evaluate_model(model, data.val, data.class_names).accuracy
-        notes.append(f"trained at {settings['image_size']}x{settings['image_size']}: the history's val_accuracy "
-                     f"is measured at that size; val_accuracy_at_image_size is measured at {image_size}, the size "
-                     "the weights are meant to be used at")
-    if notes:
-        results["note"] = "; ".join(notes)
+        results["note"] = (f"trained at {settings['image_size']}x{settings['image_size']}: the history's "
+                           f"val_accuracy is measured at that size; val_accuracy_at_image_size is measured at "
+                           f"{image_size}, the size the weights are meant to be used at")
     if command:
         results["command"] = command
     environments = state.get("environments", [])

@@ -37,6 +37,7 @@ from mvlib.device import describe_device
 from mvlib.model import create_mobilevit
 from mvlib.training.recipes import Recipe, compile_model, get_recipe
 
+
 def data_parallel():
     """A context in which a model is built and trained on every local accelerator, one batch split across them.
 
