@@ -57,7 +57,8 @@ def cmd_train(args) -> None:
     recipe = get_recipe(args.recipe, epochs=args.epochs, batch_size=args.batch_size)
     data = _load_data(args, batch_size=recipe.batch_size, seed=args.seed)
     run_dir = Path(args.run_dir or f"runs/{args.variant}-{recipe.name}")
-    result = train(args.variant, data, run_dir, recipe, seed=args.seed, steps_per_epoch=args.steps_per_epoch)
+    result = train(args.variant, data, run_dir, recipe, seed=args.seed, steps_per_epoch=args.steps_per_epoch,
+                   initial_weights=args.initial_weights)
     print(result.summary())
     if not args.no_evaluate:
         # The weights that `evaluate`, `export` and `publish` use by default: the last epoch's.
@@ -194,13 +195,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     def train_args(p):
         p.add_argument("--variant", default="xxs", help="keras-io, xxs, xs or s")
-        p.add_argument("--recipe", default="improved", help="keras-io, improved or long (mvlib.training.recipes.RECIPES)")
+        p.add_argument("--recipe", default="improved", help="keras-io, improved, fixres or long (mvlib.training.recipes.RECIPES)")
         p.add_argument("--epochs", type=int, help="default: the recipe's")
         p.add_argument("--batch-size", type=int, help="default: the recipe's (64)")
         p.add_argument("--image-size", type=int, default=256)
         p.add_argument("--steps-per-epoch", type=int, help="default: one pass over the training split")
         p.add_argument("--seed", type=int, default=42)
         p.add_argument("--run-dir", help="default: runs/<variant>-<recipe>; an existing run is resumed")
+        p.add_argument("--initial-weights", help="start from a weights file or a run folder's last epoch (any image size): "
+                       "the second stage of a two-stage run, e.g. --recipe fixres")
         p.add_argument("--no-evaluate", action="store_true")
         data_args(p)
 

@@ -193,6 +193,27 @@ def test_train_stream_is_a_function_of_seed_and_epoch(folder, augment):
     assert not np.array_equal(other_seed.batch(3, 0)[0], x)
 
 
+@pytest.mark.parametrize("mix", ["mixup", "cutmix"])
+def test_mixed_batches_blend_images_and_labels_alike(folder, mix):
+    flowers = load_flowers("folder", folder, augment=False, image_size=32, batch_size=15, val_fraction=0.2)
+    plain, mixed = flowers.train_stream(augment="none"), flowers.train_stream(augment="none", mix=mix)
+    (x, y), (mx, my) = plain.batch(2, 0), mixed.batch(2, 0)
+    np.testing.assert_array_equal(mixed.batch(2, 0)[0], mx)  # a function of (seed, epoch, index)
+    assert not np.array_equal(mx, x) and (my.max(1) < 0.99).any()  # images mixed, some labels soft
+    np.testing.assert_allclose(my.sum(1), 1, atol=1e-5)
+    pixels = x.reshape(len(x), -1, 3)
+    for image, label in zip(mx.reshape(len(mx), -1, 3), my):
+        if mix == "mixup":  # image = w * a + (1 - w) * b, label = w * label(a) + (1 - w) * label(b)
+            shares = np.linalg.lstsq(pixels.reshape(len(x), -1).T, image.reshape(-1), rcond=None)[0]
+            np.testing.assert_allclose(shares @ y, label, atol=1e-3)
+        else:  # every pixel is a's or b's; label(b)'s share is the pasted rectangle's share of the area
+            from_image = np.all(np.isclose(pixels, image[None], atol=1e-3), axis=2)  # (batch, pixel)
+            assert from_image.any(axis=0).all() and from_image.any(axis=1).sum() <= 2
+            np.testing.assert_allclose(from_image.mean(axis=1) @ y, label, atol=0.07)  # area of whole pixels vs the box's
+    with pytest.raises(ValueError, match="unknown mix 'mixed'"):
+        flowers.train_stream(mix="mixed")
+
+
 def test_train_stream_visits_every_image_once_per_epoch(folder):
     flowers = load_flowers("folder", folder, augment=False, image_size=16, batch_size=5, val_fraction=0.2)
     stream = flowers.train_stream(augment="none")

@@ -18,9 +18,10 @@ import mvlib  # noqa: F401
 import keras
 from mvlib.data import load_flowers
 from mvlib.training.evaluate import evaluate_model
-from mvlib.training.pretrained import load_trained, publish_run
+from mvlib.model import create_mobilevit
+from mvlib.training.pretrained import load_trained, publish_run, read_history
 from mvlib.training.recipes import RECIPES, get_recipe, make_optimizer
-from mvlib.training.run import Progress, train
+from mvlib.training.run import Progress, load_initial_weights, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(steps_per_epoch=2, run_eagerly=True)  # two steps: tracing the graph would cost more than they do
@@ -111,6 +112,22 @@ def test_resume_after_interruption_matches_uninterrupted_run(tiny_data, tiny_dat
     model96 = load_trained(tmp_path / "resumed", image_size=96)[0]
     assert info["image_size"] == 96 and info["results"]["epoch"] == 2
     assert info["results"]["val_accuracy_at_image_size"] == evaluate_model(model96, data96.val, data96.class_names).accuracy
+
+    # A second stage at another size starts from the run folder's last epoch and ships as one run.
+    stage2 = train("xxs", data96, tmp_path / "stage2", get_recipe("fixres", epochs=1, batch_size=8), verbose=0,
+                   initial_weights=tmp_path / "resumed", **TINY)
+    start = create_mobilevit("xxs", tiny_data.num_classes, 96)
+    load_initial_weights(start, tmp_path / "resumed")
+    for a, b in zip(start.weights, model96.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
+    info = json.loads((publish_run(tmp_path / "stage2", folder=tmp_path / "two-stage") / "run.json").read_text())
+    assert [(s["recipe"], s["image_size"], s["epochs"]) for s in info["results"]["stages"]] == [("improved", 64, 2), ("fixres", 96, 1)]
+    assert info["results"]["epoch"] == 3 and "history" not in info["settings"]["initial_weights"]
+    shipped = read_history(tmp_path / "two-stage" / "history.csv")
+    assert [r["epoch"] for r in shipped] == [1, 2, 3]
+    assert shipped[-1]["val_accuracy"] == pytest.approx(stage2.last_val_accuracy, abs=1e-6)
+    with pytest.raises(FileNotFoundError, match="not a run folder"):
+        train("xxs", data96, tmp_path / "stage3", "fixres", initial_weights=tmp_path / "two-stage")
 
 
 def test_progress_lines_for_log_files(capsys):

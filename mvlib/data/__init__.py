@@ -14,11 +14,11 @@ from mvlib.data.flowers import (
     tfds_available,
 )
 from mvlib.data.images import AUGMENTATIONS, RESIZE_MARGIN, augment, decode_image, load_image, preprocess_images, read_image, resize
-from mvlib.data.pipeline import Batches, TrainStream, one_hot
+from mvlib.data.pipeline import MIXES, Batches, TrainStream, mix_batch, one_hot
 from mvlib.data.synthetic import synthetic_images
 
 __all__ = [
-    "AUGMENTATIONS", "RESIZE_MARGIN", "SOURCES", "Batches", "DataSourceError", "FlowerData", "SkippedFilesWarning",
+    "AUGMENTATIONS", "MIXES", "RESIZE_MARGIN", "SOURCES", "Batches", "DataSourceError", "FlowerData", "SkippedFilesWarning",
     "TrainStream", "augment", "decode_image", "default_data_dir", "list_image_files", "load_flowers", "load_image",
-    "make_synthetic_flowers", "one_hot", "preprocess_images", "read_image", "resize", "split_stratified", "synthetic_images", "tfds_available",
+    "make_synthetic_flowers", "mix_batch", "one_hot", "preprocess_images", "read_image", "resize", "split_stratified", "synthetic_images", "tfds_available",
 ]

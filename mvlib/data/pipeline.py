@@ -15,6 +15,9 @@ import numpy as np
 
 from mvlib.data.images import AUGMENTATIONS, augment
 
+MIXES = ("mixup", "cutmix", "mixup-or-cutmix")
+
+
 class Batches(keras.utils.PyDataset):
     """Fixed batches of cached uint8 images as ``(float32 images, one-hot labels)``, in order (evaluation)."""
 
@@ -48,9 +51,11 @@ class TrainStream(keras.utils.PyDataset):
     """
 
     def __init__(self, images, labels, num_classes, *, image_size, augment_mode="keras-io", batch_size=64,
-                 seed=42, initial_epoch=0, steps_per_epoch=None, workers=None):
+                 seed=42, initial_epoch=0, steps_per_epoch=None, workers=None, mix=None):
         if augment_mode not in AUGMENTATIONS:
             raise ValueError(f"unknown augment {augment_mode!r}; valid: {', '.join(AUGMENTATIONS)}")
+        if mix is not None and mix not in MIXES:
+            raise ValueError(f"unknown mix {mix!r}; valid: None, {', '.join(MIXES)}")
         if len(images) == 0:
             raise ValueError("no training images: an endless stream of empty epochs would never yield")
         if steps_per_epoch is not None and steps_per_epoch < 1:
@@ -59,6 +64,7 @@ class TrainStream(keras.utils.PyDataset):
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=2 * workers)
         self.images, self.labels, self.num_classes = images, labels, num_classes
         self.image_size, self.augment_mode, self.batch_size, self.seed = image_size, augment_mode, batch_size, seed
+        self.mix = mix
         self.epoch = initial_epoch
         self.steps = steps_per_epoch or math.ceil(len(images) / batch_size)
         self._orders: dict[tuple[int, int], np.ndarray] = {}
@@ -85,7 +91,12 @@ class TrainStream(keras.utils.PyDataset):
             image = self.images[self._order(epoch, pass_index)[i]]
             images.append(augment(image, self.image_size, self.augment_mode, rng))
         labels = [self.labels[self._order(epoch, p)[i]] for p, i in picked]
-        return np.stack(images), one_hot(np.array(labels), self.num_classes)
+        images, labels = np.stack(images), one_hot(np.array(labels), self.num_classes)
+        if self.mix:
+            # Its own stream, apart from the per-image (seed, epoch, pass, position) ones: a spawn key.
+            seed = np.random.SeedSequence((self.seed, epoch), spawn_key=(index,)).generate_state(1)[0]
+            images, labels = mix_batch(images, labels, self.mix, int(seed))
+        return images, labels
 
     def __getitem__(self, index: int):
         if not 0 <= index < self.steps:
@@ -97,6 +108,23 @@ class TrainStream(keras.utils.PyDataset):
 
     def on_epoch_end(self):
         self.epoch += 1
+
+
+def mix_batch(images: np.ndarray, labels: np.ndarray, mode: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """MixUp (``keras.layers.MixUp``: each image blended with another of the batch, labels in the same
+    proportion) or CutMix (``keras.layers.CutMix``: a rectangle pasted from another image, labels in
+    proportion to its area), both at the layers' default strengths; ``"mixup-or-cutmix"`` picks one per
+    batch, as timm does. Every draw comes from ``seed``, so a batch is a function of (seed, epoch, index).
+    """
+    generator = keras.random.SeedGenerator(seed)  # one generator: successive draws are independent
+    if mode == "mixup-or-cutmix":
+        mode = ("mixup", "cutmix")[int(keras.ops.convert_to_numpy(keras.random.randint((), 0, 2, seed=generator)))]
+    layer = {"mixup": keras.layers.MixUp, "cutmix": keras.layers.CutMix}[mode]()
+    data = {"images": images, "labels": labels}
+    transformation = layer.get_random_transformation(data, training=True, seed=generator)
+    images = layer.transform_images(images, transformation, training=True)
+    labels = layer.transform_labels(labels, transformation, training=True)
+    return keras.ops.convert_to_numpy(images).astype(np.float32), keras.ops.convert_to_numpy(labels).astype(np.float32)
 
 
 def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:

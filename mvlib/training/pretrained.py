@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import keras
@@ -68,8 +67,14 @@ def publish_run(run_dir: str | os.PathLike, name: str = DEFAULT, weights: str | 
     settings = state["settings"]
     image_size = image_size or settings["image_size"]
     model, _ = load_trained(run_dir, weights, image_size)  # uncompiled: its weights file has no optimizer
+    stages = run_stages(settings, state["history"])
+    history = [row for stage in stages for row in stage.pop("history")]
     results = {k: state[k] for k in ("epoch", "best_epoch", "best_val_accuracy")}
     results["last_val_accuracy"] = state["history"][-1]["val_accuracy"]
+    if len(stages) > 1:  # epochs and the best epoch counted over all stages, as history.csv numbers them
+        results.update(epoch=len(history), best_epoch=state["best_epoch"] + len(history) - len(state["history"]),
+                       stages=stages)
+        settings = {**settings, "initial_weights": {k: v for k, v in settings["initial_weights"].items() if k != "history"}}
     if image_size != settings["image_size"]:
         if data is None or data.image_size != image_size:
             raise ValueError(f"the run was trained at {settings['image_size']}; to publish it for {image_size}, "
@@ -89,10 +94,27 @@ def publish_run(run_dir: str | os.PathLike, name: str = DEFAULT, weights: str | 
     folder = Path(folder) if folder else PRETRAINED_DIR / name
     folder.mkdir(parents=True, exist_ok=True)
     model.save_weights(folder / "model.weights.h5")
-    shutil.copyfile(run.path / "history.csv", folder / "history.csv")
+    RunFolder(folder).write_csv(history)
     info = {"settings": settings, "image_size": image_size, "results": results}
     (folder / "run.json").write_text(json.dumps(info, indent=1) + "\n")
     return folder
+
+
+def stage_settings(settings: dict) -> list[dict]:
+    """The settings of every stage of a run, first to last: a run that started from another run's last
+    epoch (``train(initial_weights=run folder)``) continues that run at a new recipe or image size."""
+    earlier = settings.get("initial_weights", {}).get("settings")
+    return (stage_settings(earlier) if earlier else []) + [settings]
+
+
+def run_stages(settings: dict, history: list[dict]) -> list[dict]:
+    """Recipe, image size, epochs and history of each stage, first to last, with the epochs numbered across
+    all stages (the earlier stages' histories as their settings recorded them)."""
+    source = settings.get("initial_weights", {})
+    earlier = run_stages(source["settings"], source["history"][: source["epoch"]]) if "history" in source else []
+    offset = sum(len(stage["history"]) for stage in earlier)
+    return earlier + [{"recipe": settings["recipe"]["name"], "image_size": settings["image_size"], "epochs": len(history),
+                       "history": [{**row, "epoch": row["epoch"] + offset} for row in history]}]
 
 
 def read_history(path: str | os.PathLike) -> list[dict]:

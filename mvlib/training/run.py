@@ -255,6 +255,8 @@ def train(
     settings = {"variant": variant, "recipe": asdict(recipe), "image_size": image_size, "seed": seed,
                 "steps_per_epoch": steps, "num_classes": len(data.class_names), "class_names": list(data.class_names),
                 "data_source": data.source}
+    if initial_weights:
+        settings["initial_weights"] = describe_weights(initial_weights)
     state = run.load_state()
     run.path.mkdir(parents=True, exist_ok=True)
     if state is not None:
@@ -276,7 +278,7 @@ def train(
             model.load_weights(run.checkpoint_path(state["epoch"]))
         else:
             if initial_weights:
-                model.load_weights(initial_weights)
+                load_initial_weights(model, initial_weights)
             state = {"settings": settings, "epoch": 0, "history": [], "best_val_accuracy": -1.0, "best_epoch": 0}
         resumed_from = state["epoch"]
         environment = {"backend": keras.backend.backend(), "keras": keras.__version__, "device": describe_device(),
@@ -286,7 +288,7 @@ def train(
             if resumed_from:
                 print(f"resuming {run.path} after epoch {resumed_from}/{recipe.epochs}", flush=True)
             stream = data.train_stream(initial_epoch=resumed_from, augment=recipe.augment,
-                                       batch_size=recipe.batch_size, seed=seed, steps_per_epoch=steps)
+                                       batch_size=recipe.batch_size, seed=seed, steps_per_epoch=steps, mix=recipe.mix)
             progress = [Progress(recipe.epochs, steps, recipe.batch_size, lines=verbose == 2)] if verbose else []
             model.fit(
                 stream,
@@ -308,6 +310,39 @@ def train(
         "note": "best_val_accuracy is selected on the validation split itself (optimistic)",
     }, indent=1))
     return result
+
+
+def _last_checkpoint(path: str | os.PathLike) -> Path | None:
+    """The last epoch's checkpoint when ``path`` is a run folder, else None."""
+    state = RunFolder(path).load_state()
+    return RunFolder(path).checkpoint_path(state["epoch"]) if state else None
+
+
+def describe_weights(initial_weights: str | os.PathLike) -> dict:
+    """Where a run's starting weights came from, for its settings: a file, or a run folder's last epoch
+    (with that run's settings and history, so the two stages can be read as one run)."""
+    path = Path(initial_weights)
+    if path.is_dir():
+        state = RunFolder(path).load_state()
+        if state is None:
+            raise FileNotFoundError(f"{path} is a folder but not a run folder (no state.json)")
+        return {"run_dir": str(path), "epoch": state["epoch"], "settings": state["settings"], "history": state["history"]}
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights file or run folder {path}")
+    return {"file": str(path)}
+
+
+def load_initial_weights(model: keras.Model, initial_weights: str | os.PathLike) -> None:
+    """A weights file, or the last epoch of a run folder (trained at any image size: MobileViT's weights
+    do not depend on it)."""
+    checkpoint = _last_checkpoint(initial_weights) if Path(initial_weights).is_dir() else None
+    if checkpoint is None:
+        model.load_weights(initial_weights)
+        return
+    settings = RunFolder(initial_weights).load_state()["settings"]
+    source = create_mobilevit(settings["variant"], settings["num_classes"], settings["image_size"])
+    source.load_weights(checkpoint)  # the model's weights; the checkpoint's optimizer state is not used
+    model.set_weights(source.get_weights())
 
 
 def _check_same_run(run: RunFolder, saved: dict, wanted: dict) -> None:
