@@ -133,7 +133,9 @@ show_source(mix_batch)
 
 # %% [markdown]
 # The first photo of each class from above as one batch (top row), mixed with MixUp (middle) and with
-# CutMix (bottom); the titles are the mixed labels:
+# CutMix (bottom); the titles are the mixed labels. At the layers' default strengths most MixUp weights
+# fall near 0 or 1 (they are drawn from Beta(0.2, 0.2)), so most blends are faint and some images are
+# simply replaced by another one of the batch, label and all:
 
 # %%
 batch, batch_labels = images[: data.num_classes].astype(np.float32), one_hot(labels[: data.num_classes], data.num_classes)
