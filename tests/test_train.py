@@ -38,7 +38,7 @@ def tiny_data(tiny_data_dir):
 
 
 def tiny_recipe(epochs=2):
-    return get_recipe("improved", epochs=epochs, batch_size=8, warmup_epochs=1)
+    return get_recipe("improved", epochs=epochs, batch_size=8, warmup_epochs=1, mix="mixup-or-cutmix")
 
 
 class SnapshotAfterFirstEpoch(keras.callbacks.Callback):
@@ -80,7 +80,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(tiny_data, tiny_dat
 
     assert resumed.resumed_from == 1 and resumed.epochs == straight.epochs == 2
     assert [r["epoch"] for r in resumed.history] == [1, 2]
-    # Same batches, same augmentation, same dropout RNG and optimizer state: the same weights.
+    # Same batches, same augmentation and mixing, same dropout RNG and optimizer state: the same weights.
     for a, b in zip(straight.model.weights, resumed.model.weights):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-6, err_msg=a.path)
     assert resumed.history[1]["loss"] == pytest.approx(straight.history[1]["loss"], abs=1e-5)

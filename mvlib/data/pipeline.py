@@ -119,7 +119,7 @@ def mix_batch(images: np.ndarray, labels: np.ndarray, mode: str, seed: int) -> t
     generator = keras.random.SeedGenerator(seed)  # one generator: successive draws are independent
     if mode == "mixup-or-cutmix":
         mode = ("mixup", "cutmix")[int(keras.ops.convert_to_numpy(keras.random.randint((), 0, 2, seed=generator)))]
-    layer = {"mixup": keras.layers.MixUp, "cutmix": keras.layers.CutMix}[mode]()
+    layer = {"mixup": keras.layers.MixUp, "cutmix": keras.layers.CutMix}[mode](seed=seed)  # not Python's global RNG
     data = {"images": images, "labels": labels}
     transformation = layer.get_random_transformation(data, training=True, seed=generator)
     images = layer.transform_images(images, transformation, training=True)
