@@ -51,9 +51,13 @@ from mvlib.notebook import block_model, block_report, format_table, layer_table,
 # The keras-io example's `conv_block` is a plain `Conv2D` *with* bias and a swish activation (swish =
 # SiLU), and no BatchNorm. Same shapes, slightly different parameters: 3·3·3·16 = 432 weights in
 # both, plus 16 biases (keras-io) or 16 γ + 16 β (+ 32 moving statistics) for BatchNorm (paper).
+#
+# The paper's weights start as ml-cvnets starts them (Kaiming-normal convolutions), from a new
+# initializer for every layer: a Keras initializer draws its seed once, when it is created, so one
+# instance shared by all layers would start every layer of the same shape from identical weights.
 
 # %%
-show_source(blocks.conv_bn_act, kerasio.conv_block)
+show_source(blocks.paper_conv_init, blocks.conv_bn_act, kerasio.conv_block)
 
 # %%
 stem = block_model(blocks.conv_bn_act, (256, 256, 3), name="stem", filters=16, kernel_size=3, strides=2)

@@ -159,3 +159,18 @@ def test_logits_option():
 def test_bad_arguments_raise_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         create_mobilevit(**kwargs)
+
+
+def test_initial_weights_are_distinct_per_layer_and_follow_the_seed():
+    def kernels(seed):
+        keras.utils.set_random_seed(seed)
+        model = create_mobilevit("xxs", 5, 64)
+        return {v.path: np.asarray(v) for v in model.trainable_weights if v.path.endswith("kernel")}
+
+    first, again, other = kernels(0), kernels(0), kernels(1)
+    seen = {}
+    for path, value in first.items():  # no two layers start from the same draw
+        twin = seen.setdefault((value.shape, value.tobytes()), path)
+        assert twin == path, f"{path} starts identical to {twin}"
+    assert all(np.array_equal(first[p], again[p]) for p in first)  # the seed decides them ...
+    assert not any(np.array_equal(first[p], other[p]) for p in first)  # ... and only the seed

@@ -16,11 +16,16 @@ from keras import layers, ops
 
 from mvlib.model.unfold import fold, unfold
 
-# ml-cvnets initialisation: Kaiming-normal (fan_out) convolutions, truncated-normal(0.02) linears.
-PAPER_CONV_INIT = keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="untruncated_normal")
+# ml-cvnets initialisation: Kaiming-normal (fan_out) convolutions, truncated-normal(0.02) linears. A new
+# initializer for every layer: a Keras initializer draws its seed when it is created and then returns the
+# same values for the same shape, so one shared instance would start every layer of a shape identical (and,
+# created at import, ignore `keras.utils.set_random_seed`).
+def paper_conv_init() -> keras.initializers.Initializer:
+    return keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="untruncated_normal")
 
 
-PAPER_DENSE_INIT = keras.initializers.TruncatedNormal(stddev=0.02)
+def paper_dense_init() -> keras.initializers.Initializer:
+    return keras.initializers.TruncatedNormal(stddev=0.02)
 
 
 def conv_bn_act(
@@ -49,9 +54,9 @@ def conv_bn_act(
         padding = "same"
     common = dict(strides=strides, padding=padding, use_bias=not norm)
     if groups == 1:
-        x = layers.Conv2D(filters, kernel_size, kernel_initializer=PAPER_CONV_INIT, name=f"{name}_conv", **common)(x)
+        x = layers.Conv2D(filters, kernel_size, kernel_initializer=paper_conv_init(), name=f"{name}_conv", **common)(x)
     else:  # only depthwise grouping is used by MobileViT
-        x = layers.DepthwiseConv2D(kernel_size, depthwise_initializer=PAPER_CONV_INIT, name=f"{name}_dwconv", **common)(x)
+        x = layers.DepthwiseConv2D(kernel_size, depthwise_initializer=paper_conv_init(), name=f"{name}_dwconv", **common)(x)
     if norm:
         x = layers.BatchNormalization(momentum=bn_momentum, epsilon=1e-5, name=f"{name}_bn")(x)
     if activation:
@@ -81,15 +86,15 @@ def transformer_layer(x, num_heads: int, ffn_dim: int, dropout: float = 0.0, *, 
     h = layers.MultiHeadAttention(
         num_heads,
         key_dim=dim // num_heads,
-        kernel_initializer=PAPER_DENSE_INIT,
+        kernel_initializer=paper_dense_init(),
         name=f"{name}_attn",
     )(h, h)
     if dropout:
         h = layers.Dropout(dropout, name=f"{name}_attn_drop")(h)
     x = layers.Add(name=f"{name}_add1")([x, h])
     h = layers.LayerNormalization(epsilon=1e-5, name=f"{name}_norm2")(x)
-    h = layers.Dense(ffn_dim, activation="silu", kernel_initializer=PAPER_DENSE_INIT, name=f"{name}_ffn1")(h)
-    h = layers.Dense(dim, kernel_initializer=PAPER_DENSE_INIT, name=f"{name}_ffn2")(h)
+    h = layers.Dense(ffn_dim, activation="silu", kernel_initializer=paper_dense_init(), name=f"{name}_ffn1")(h)
+    h = layers.Dense(dim, kernel_initializer=paper_dense_init(), name=f"{name}_ffn2")(h)
     if dropout:
         h = layers.Dropout(dropout, name=f"{name}_ffn_drop")(h)
     return layers.Add(name=f"{name}_add2")([x, h])
@@ -168,7 +173,7 @@ def mobilevit_block(
     channels, height, width = x.shape[-1], x.shape[1], x.shape[2]
     # Local representation: 3x3 conv C->C (BN, SiLU), then a plain 1x1 projection C->d.
     local = conv_bn_act(x, channels, 3, name=f"{name}_local", bn_momentum=bn_momentum)
-    local = layers.Conv2D(dim, 1, use_bias=False, kernel_initializer=PAPER_CONV_INIT, name=f"{name}_local_proj_conv")(local)
+    local = layers.Conv2D(dim, 1, use_bias=False, kernel_initializer=paper_conv_init(), name=f"{name}_local_proj_conv")(local)
     # Global representation: unfold -> L transformer layers -> LayerNorm -> fold.
     seq = Unfold(patch, name=f"{name}_unfold")(local)
     for i in range(depth):

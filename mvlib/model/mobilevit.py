@@ -58,7 +58,7 @@ def create_mobilevit(
     x = layers.GlobalAveragePooling2D(name="head_pool")(x)
     if config.classifier_dropout:
         x = layers.Dropout(config.classifier_dropout, name="head_drop")(x)
-    dense_init = "glorot_uniform" if config.style == "keras-io" else blocks.PAPER_DENSE_INIT
+    dense_init = "glorot_uniform" if config.style == "keras-io" else blocks.paper_dense_init()
     outputs = layers.Dense(num_classes, activation=classifier_activation, kernel_initializer=dense_init, name="head_classifier")(x)
     return keras.Model(inputs, outputs, name=name or f"mobilevit_{variant.replace('-', '_')}")
 
