@@ -312,12 +312,6 @@ def train(
     return result
 
 
-def _last_checkpoint(path: str | os.PathLike) -> Path | None:
-    """The last epoch's checkpoint when ``path`` is a run folder, else None."""
-    state = RunFolder(path).load_state()
-    return RunFolder(path).checkpoint_path(state["epoch"]) if state else None
-
-
 def describe_weights(initial_weights: str | os.PathLike) -> dict:
     """Where a run's starting weights came from, for its settings: a file, or a run folder's last epoch
     (with that run's settings and history, so the two stages can be read as one run)."""
@@ -335,13 +329,14 @@ def describe_weights(initial_weights: str | os.PathLike) -> dict:
 def load_initial_weights(model: keras.Model, initial_weights: str | os.PathLike) -> None:
     """A weights file, or the last epoch of a run folder (trained at any image size: MobileViT's weights
     do not depend on it)."""
-    checkpoint = _last_checkpoint(initial_weights) if Path(initial_weights).is_dir() else None
-    if checkpoint is None:
+    run = RunFolder(initial_weights)
+    state = run.load_state() if run.path.is_dir() else None
+    if state is None:
         model.load_weights(initial_weights)
         return
-    settings = RunFolder(initial_weights).load_state()["settings"]
+    settings = state["settings"]
     source = create_mobilevit(settings["variant"], settings["num_classes"], settings["image_size"])
-    source.load_weights(checkpoint)  # the model's weights; the checkpoint's optimizer state is not used
+    source.load_weights(run.checkpoint_path(state["epoch"]))  # the model's weights; the optimizer state stays behind
     model.set_weights(source.get_weights())
 
 
