@@ -84,7 +84,7 @@ def cmd_predict(args) -> None:
     from mvlib.data.images import preprocess_images, read_image
     from mvlib.training.pretrained import load_trained
 
-    model, settings = load_trained(args.run_dir, args.weights)
+    model, settings = load_trained(args.run_dir, args.weights, args.image_size)
     names = settings["class_names"]
     for path in args.images:
         image = preprocess_images([read_image(path)], settings["image_size"])
@@ -193,6 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--data-dir", help="a flower_photos/<class>/*.jpg folder (or set MVLIB_DATA_DIR)")
         p.add_argument("--limit", type=int, help="at most this many images per split (quick runs)")
 
+    def trained_args(p):  # which trained model: a run folder (or the shipped weights), which epoch, what input size
+        p.add_argument("--run-dir", default=_default_run(), help=RUN_HELP)
+        p.add_argument("--weights", help="'best' (the best validation epoch, an optimistic pick) or a weights file; default: the last epoch's")
+        p.add_argument("--image-size", type=int, help="input size to build the model at (default: the run's)")
+
     def train_args(p):
         p.add_argument("--variant", default="xxs", help="keras-io, xxs, xs or s")
         p.add_argument("--recipe", default="improved", help="keras-io, improved, fixres or long (mvlib.training.recipes.RECIPES)")
@@ -212,25 +217,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a trained run")
-    p.add_argument("--run-dir", default=_default_run(), help=RUN_HELP)
-    p.add_argument("--weights", help="'best' (the best validation epoch, an optimistic pick) or a weights file; default: the last epoch's")
-    p.add_argument("--image-size", type=int, help="input size to build the model at (default: the run's)")
+    trained_args(p)
     p.add_argument("--out", help="output folder (default: the run folder)")
     data_args(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="top-k classes of image files")
     p.add_argument("images", nargs="+")
-    p.add_argument("--run-dir", default=_default_run(), help=RUN_HELP)
-    p.add_argument("--weights", help="'best' (the best validation epoch, an optimistic pick) or a weights file; default: the last epoch's")
-    p.add_argument("--image-size", type=int, help="input size to build the model at (default: the run's)")
+    trained_args(p)
     p.add_argument("-k", "--top-k", type=int, default=3)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="LiteRT exports (float32, dynamic, float16, int8), each parity-checked")
-    p.add_argument("--run-dir", default=_default_run(), help=RUN_HELP)
-    p.add_argument("--weights", help="'best' (the best validation epoch, an optimistic pick) or a weights file; default: the last epoch's")
-    p.add_argument("--image-size", type=int, help="input size to build the model at (default: the run's)")
+    trained_args(p)
     p.add_argument("--kinds", nargs="+", choices=["float32", "dynamic", "float16", "int8"])
     p.add_argument("--out", help="default: artifacts/<run folder name>")
     p.add_argument("--calibration-images", type=int, default=300, help="training images for int8 calibration")
@@ -242,9 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("measure", help="size / accuracy / agreement / latency table of the exports")
-    p.add_argument("--run-dir", default=_default_run(), help=RUN_HELP)
-    p.add_argument("--weights")
-    p.add_argument("--image-size", type=int, help="input size to build the model at (default: the run's)")
+    trained_args(p)
     p.add_argument("--exports", help="folder of .tflite files (default: artifacts/<run folder name>)")
     p.add_argument("--baseline-run", default="runs/keras-io-keras-io", help="a keras-io run folder, if trained")
     p.add_argument("--runs", type=int, default=50, help="timed runs per latency figure (after 10 warm-up runs)")
