@@ -111,7 +111,7 @@ def run_stages(settings: dict, history: list[dict]) -> list[dict]:
     """Recipe, image size, epochs and history of each stage, first to last, with the epochs numbered across
     all stages (the earlier stages' histories as their settings recorded them)."""
     source = settings.get("initial_weights", {})
-    earlier = run_stages(source["settings"], source["history"][: source["epoch"]]) if "history" in source else []
+    earlier = run_stages(source["settings"], source["history"]) if "history" in source else []
     offset = sum(len(stage["history"]) for stage in earlier)
     return earlier + [{"recipe": settings["recipe"]["name"], "image_size": settings["image_size"], "epochs": len(history),
                        "history": [{**row, "epoch": row["epoch"] + offset} for row in history]}]
