@@ -194,7 +194,12 @@ print(explain.recipe_table(RECIPES))
 #   86.7% (README, Results); those weights do not ship because their int8 file agrees with them on one
 #   validation photo too few for notebook 05's export gate.
 # * **`"long"`**, for a GPU, where an epoch takes seconds: 200 epochs at batch 128 and peak 2e-3 (which is
-#   stable at batch 128), with MixUp/CutMix.
+#   stable at batch 128), with MixUp/CutMix and an exponential moving average of the weights (momentum
+#   0.998: roughly the last 500 steps, the last ~20 epochs). The optimizer keeps the average
+#   (`use_ema=True`), and Keras' `SwapEMAWeights` puts it in the model for validation and at the end of
+#   every epoch, so the run's figures, checkpoints and shipped weights are the average's; BatchNorm's
+#   moving statistics are not averaged (they come from the raw weights, which the average trails closely
+#   once the learning rate has decayed).
 #
 # The recipe becomes an optimizer here; everything else is `model.compile` with label-smoothed
 # cross-entropy:

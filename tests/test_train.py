@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from mvlib.training.evaluate import evaluate_model
 from mvlib.model import create_mobilevit
 from mvlib.training.pretrained import load_trained, publish_run, read_history
 from mvlib.training.recipes import RECIPES, get_recipe, make_optimizer
-from mvlib.training.run import Progress, load_initial_weights, train
+from mvlib.training.run import Progress, RunFolder, _check_same_run, load_initial_weights, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(steps_per_epoch=2, run_eagerly=True)  # two steps: tracing the graph would cost more than they do
@@ -38,7 +39,7 @@ def tiny_data(tiny_data_dir):
 
 
 def tiny_recipe(epochs=2):
-    return get_recipe("improved", epochs=epochs, batch_size=8, warmup_epochs=1, mix="mixup-or-cutmix")
+    return get_recipe("improved", epochs=epochs, batch_size=8, warmup_epochs=1, mix="mixup-or-cutmix", ema_momentum=0.9)
 
 
 class SnapshotAfterFirstEpoch(keras.callbacks.Callback):
@@ -60,6 +61,14 @@ def test_recipe_errors_and_constant_learning_rate():
     assert np.isclose(float(make_optimizer(get_recipe("keras-io"), 10).learning_rate), 2e-3)
 
 
+def test_a_run_folder_from_before_a_recipe_field_existed_is_the_same_run(tmp_path):
+    settings = {"variant": "xxs", "recipe": asdict(get_recipe("improved"))}
+    older = {**settings, "recipe": {k: v for k, v in settings["recipe"].items() if k != "ema_momentum"}}
+    _check_same_run(RunFolder(tmp_path), older, settings)  # the field's default: the same run
+    with pytest.raises(ValueError, match="differs in recipe"):
+        _check_same_run(RunFolder(tmp_path), older, {**settings, "recipe": asdict(get_recipe("improved", ema_momentum=0.99))})
+
+
 def test_learning_rate_warms_up_then_decays():
     optimizer = make_optimizer(get_recipe("improved", epochs=10, warmup_epochs=2), steps_per_epoch=10)
     lr, peak = optimizer._learning_rate, RECIPES["improved"].learning_rate  # the schedule, its peak
@@ -68,12 +77,29 @@ def test_learning_rate_warms_up_then_decays():
     assert values[2] > values[3] > values[4] == pytest.approx(peak * RECIPES["improved"].min_lr_ratio, rel=1e-3)
 
 
+class RawWeightsOfFirstSteps(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.steps = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        if len(self.steps) < 2:
+            self.steps.append({v.path: np.array(v) for v in self.model.trainable_variables})
+
+
 def test_resume_after_interruption_matches_uninterrupted_run(tiny_data, tiny_data_dir, tmp_path):
     snapshot = SnapshotAfterFirstEpoch(tmp_path / "straight", tmp_path / "resumed")
-    straight = train("xxs", tiny_data, tmp_path / "straight", tiny_recipe(), verbose=0, callbacks=[snapshot], **TINY)
+    raw = RawWeightsOfFirstSteps()
+    straight = train("xxs", tiny_data, tmp_path / "straight", tiny_recipe(), verbose=0, callbacks=[snapshot, raw], **TINY)
 
     state = json.loads((tmp_path / "resumed" / "state.json").read_text())
     assert state["epoch"] == 1 and len(state["history"]) == 1
+    # The recipe averages the weights (ema_momentum 0.9): after epoch 1's two steps the run folder holds
+    # the average, 0.9 * (weights after step 1) + 0.1 * (after step 2), not the raw weights.
+    averaged = load_trained(tmp_path / "resumed")[0]
+    for v in averaged.trainable_variables:
+        expected = 0.9 * raw.steps[0][v.path] + 0.1 * raw.steps[1][v.path]
+        np.testing.assert_allclose(np.asarray(v), expected, rtol=0, atol=1e-6, err_msg=v.path)
     with pytest.raises(ValueError, match="holds a different run"):  # other settings, same folder
         train("xxs", tiny_data, tmp_path / "resumed", tiny_recipe(epochs=3), verbose=0, **TINY)
     resumed = train("xxs", tiny_data, tmp_path / "resumed", tiny_recipe(), verbose=0, **TINY)

@@ -30,7 +30,7 @@ JAX_SCRIPT = textwrap.dedent(
 
     print("backend", keras.backend.backend(), "devices", len(keras.distribution.list_devices()))
     data = load_flowers("synthetic", sys.argv[1], image_size=64, batch_size=8, limit=16)
-    recipe = get_recipe("improved", epochs=2, batch_size=8, warmup_epochs=1)
+    recipe = get_recipe("improved", epochs=2, batch_size=8, warmup_epochs=1, ema_momentum=0.9)
     straight = train("xxs", data, sys.argv[2] + "/straight", recipe, steps_per_epoch=2, verbose=0, callbacks=[Snapshot()])
     resumed = train("xxs", data, sys.argv[2] + "/resumed", recipe, steps_per_epoch=2, verbose=0)
     assert resumed.resumed_from == 1

@@ -27,7 +27,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 import keras
@@ -149,6 +149,19 @@ class EpochCommitter(keras.callbacks.Callback):
             state["best_val_accuracy"], state["best_epoch"] = row["val_accuracy"], epoch + 1
             self.model.save_weights(self.run.path / "best.weights.h5")
         self.run.commit_epoch(self.model, state)
+
+
+class AveragedWeightsBetweenEpochs(keras.callbacks.SwapEMAWeights):
+    """For a recipe with ``ema_momentum``: Keras' ``SwapEMAWeights(swap_on_epoch=True)``, which validates
+    the averaged weights and puts them in the model when an epoch ends, so that the checkpoint, the best
+    epoch's weights and everything that reads a run folder get the average; the raw weights wait in the
+    optimizer's slots and come back when the next epoch begins. Runs before :class:`EpochCommitter`."""
+
+    def __init__(self, resumed: bool):
+        super().__init__(swap_on_epoch=True)
+        # A checkpoint holds the average in the model (it was saved at an epoch's end): a resumed run
+        # starts in the state that SwapEMAWeights would be in after that epoch, so the swap-back happens.
+        self._ema_weights_in_model = resumed
 
 
 class Progress(keras.callbacks.Callback):
@@ -290,12 +303,13 @@ def train(
             stream = data.train_stream(initial_epoch=resumed_from, augment=recipe.augment,
                                        batch_size=recipe.batch_size, seed=seed, steps_per_epoch=steps, mix=recipe.mix)
             progress = [Progress(recipe.epochs, steps, recipe.batch_size, lines=verbose == 2)] if verbose else []
+            averaging = [AveragedWeightsBetweenEpochs(resumed=resumed_from > 0)] if recipe.ema_momentum is not None else []
             model.fit(
                 stream,
                 epochs=recipe.epochs,
                 initial_epoch=resumed_from,
                 validation_data=data.val,
-                callbacks=[EpochSeeder(seed), EpochCommitter(run, state), *progress, *callbacks],
+                callbacks=[EpochSeeder(seed), *averaging, EpochCommitter(run, state), *progress, *callbacks],
                 shuffle=False,  # the stream is already shuffled, per epoch, reproducibly
                 verbose=verbose,
             )
@@ -341,6 +355,9 @@ def load_initial_weights(model: keras.Model, initial_weights: str | os.PathLike)
 
 
 def _check_same_run(run: RunFolder, saved: dict, wanted: dict) -> None:
+    # A run folder written before a recipe field existed was trained with that field's default.
+    defaults = {f.name: f.default for f in fields(Recipe) if f.default is not MISSING}
+    saved = {**saved, "recipe": {**defaults, **saved.get("recipe", {})}}
     diffs = [k for k in wanted if saved.get(k) != wanted[k]]
     if diffs:
         raise ValueError(
