@@ -58,3 +58,19 @@ def test_bad_arguments_are_refused():
         speed.parse_args(["--variants", "xxl"])
     with pytest.raises(ValueError, match="steps >= 1"):
         speed.time_calls(lambda: None, warmup=0, steps=0)
+
+
+pipeline_spec = importlib.util.spec_from_file_location("pipeline", ROOT / "bench" / "pipeline.py")
+pipeline = importlib.util.module_from_spec(pipeline_spec)
+pipeline_spec.loader.exec_module(pipeline)
+
+
+def test_pipeline_bench_measures_each_mix_and_thread_count(tmp_path):
+    args = pipeline.parse_args(["--source", "synthetic", "--data-dir", str(tmp_path / "photos"), "--limit", "10",
+                                "--image-size", "64", "--batch-size", "4", "--batches", "2", "--threads", "1", "2",
+                                "--mix", "none", "mixup", "--out", str(tmp_path)])
+    report = pipeline.run(args)
+    assert [(r["mix"], r["threads"]) for r in report["rows"]] == [("none", 1), ("none", 2), ("mixup", 1), ("mixup", 2)]
+    assert all(r["images_per_s"] > 0 for r in report["rows"])
+    assert json.loads(next(tmp_path.glob("pipeline-*.json")).read_text())["rows"] == report["rows"]
+    assert "| inception | mixup" in next(tmp_path.glob("pipeline-*.md")).read_text()

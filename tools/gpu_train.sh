@@ -4,7 +4,8 @@
 #
 #     OUT=results tools/gpu_train.sh
 #
-# Trains xxs with the "long" recipe, then its "fixres" stage (5 epochs at 256 from the long run's last
+# Measures the input pipeline on this machine's cores (bench/pipeline.py: can it feed ~2,000 images/s?),
+# then trains xxs with the "long" recipe, then its "fixres" stage (5 epochs at 256 from the long run's last
 # epoch), and the keras-io model with the keras-io recipe, on JAX; writes the run folders under $OUT
 # (default: runs/) and prints each run's summary. ~8 minutes on one H100 (estimated from measured per-epoch
 # times there; a run prints its own estimate after its first steps).
@@ -15,6 +16,7 @@ export KERAS_BACKEND=jax
 OUT=${OUT:-runs}
 # ARGS: extra train options, e.g. ARGS="--epochs 1 --limit 64" for a dry run of this script on a CPU
 ARGS=(--source folder --data-dir ${DATA_DIR:-data/flowers256} ${ARGS:-})
+python bench/pipeline.py --data-dir ${DATA_DIR:-data/flowers256} --out "$OUT"
 python -m mvlib train --variant xxs --recipe long "${ARGS[@]}" --run-dir "$OUT/xxs-long"
 python -m mvlib train --variant xxs --recipe fixres --initial-weights "$OUT/xxs-long" "${ARGS[@]}" --run-dir "$OUT/xxs-long-fixres"
 python -m mvlib train --variant keras-io --recipe keras-io "${ARGS[@]}" --run-dir "$OUT/keras-io-keras-io"
