@@ -120,11 +120,12 @@ def mix_batch(images: np.ndarray, labels: np.ndarray, mode: str, seed: int) -> t
     if mode == "mixup-or-cutmix":
         mode = ("mixup", "cutmix")[int(keras.ops.convert_to_numpy(keras.random.randint((), 0, 2, seed=generator)))]
     layer = {"mixup": keras.layers.MixUp, "cutmix": keras.layers.CutMix}[mode](seed=seed)  # not Python's global RNG
-    data = {"images": images, "labels": labels}
-    transformation = layer.get_random_transformation(data, training=True, seed=generator)
+    images = keras.ops.convert_to_tensor(images)  # once: both calls below would convert the numpy batch again
+    transformation = layer.get_random_transformation({"images": images, "labels": labels}, training=True, seed=generator)
     images = layer.transform_images(images, transformation, training=True)
     labels = layer.transform_labels(labels, transformation, training=True)
-    return keras.ops.convert_to_numpy(images).astype(np.float32), keras.ops.convert_to_numpy(labels).astype(np.float32)
+    return (np.asarray(keras.ops.convert_to_numpy(images), dtype=np.float32),  # no copy when already float32
+            np.asarray(keras.ops.convert_to_numpy(labels), dtype=np.float32))
 
 
 def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
