@@ -109,12 +109,15 @@ def stage_settings(settings: dict) -> list[dict]:
 
 def run_stages(settings: dict, history: list[dict]) -> list[dict]:
     """Recipe, image size, epochs and history of each stage, first to last, with the epochs numbered across
-    all stages (the earlier stages' histories as their settings recorded them)."""
-    source = settings.get("initial_weights", {})
-    earlier = run_stages(source["settings"], source["history"]) if "history" in source else []
-    offset = sum(len(stage["history"]) for stage in earlier)
-    return earlier + [{"recipe": settings["recipe"]["name"], "image_size": settings["image_size"], "epochs": len(history),
-                       "history": [{**row, "epoch": row["epoch"] + offset} for row in history]}]
+    all stages (an earlier stage's history as the next stage's settings recorded it)."""
+    chain = stage_settings(settings)
+    histories = [later["initial_weights"]["history"] for later in chain[1:]] + [history]
+    stages, offset = [], 0
+    for stage, rows in zip(chain, histories):
+        stages.append({"recipe": stage["recipe"]["name"], "image_size": stage["image_size"], "epochs": len(rows),
+                       "history": [{**row, "epoch": row["epoch"] + offset} for row in rows]})
+        offset += len(rows)
+    return stages
 
 
 def read_history(path: str | os.PathLike) -> list[dict]:
