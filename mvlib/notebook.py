@@ -263,7 +263,8 @@ def example_photo(image_size: int = 256, class_name: str = "sunflowers", index: 
     files = sorted(p for p in folder.glob("*") if p.is_file() and not p.name.startswith(".")) if folder.is_dir() else []
     if files:
         path = files[index % len(files)]
-        return data.load_image(path, image_size), f"photo {class_name}/{path.name} from {folder.parent}"
+        # The data folder's own name only: a notebook's output should not carry one machine's paths.
+        return data.load_image(path, image_size), f"photo {folder.parent.name}/{class_name}/{path.name}"
     if flowers.tfds_available():
         import tensorflow_datasets as tfds
 

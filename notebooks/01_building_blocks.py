@@ -12,7 +12,8 @@
 # Every block exists twice, on purpose:
 #
 # * the **paper's** blocks (Apple's ml-cvnets), in `mvlib.model.blocks`, which the `"xxs"`, `"xs"` and
-#   `"s"` variants are built from and which reproduce the reference implementation to float precision;
+#   `"s"` variants are built from and which reproduce Hugging Face's PyTorch port of ml-cvnets on Apple's
+#   ImageNet weights (logits within 1e-4: `mvlib/model/convert.py`, `tests/test_convert.py`);
 # * the **keras-io example's** blocks (variant `"keras-io"`), in `mvlib.model.kerasio`, kept exactly as
 #   the example has them, under the example's own names, because that is where most readers come from.
 #
@@ -44,20 +45,24 @@ from mvlib.notebook import block_model, block_report, format_table, layer_table,
 # %% [markdown]
 # ## 1. Convolution block
 #
-# The network opens with a 3x3 stride-2 convolution (the "stem", 3 → 16 channels), and every later
-# convolution in the paper has the same form: **convolution without bias → BatchNorm → SiLU**. The bias
-# would be redundant: BatchNorm subtracts the mean and adds its own learned shift β.
+# The network opens with a 3x3 stride-2 convolution (the "stem", 3 → 16 channels), and most later
+# convolutions in the paper have the same form: **convolution without bias → BatchNorm → SiLU**. The bias
+# would be redundant: BatchNorm subtracts the mean and adds its own learned shift β. Two leave a part out:
+# the MV2 block's 1x1 projection has no SiLU (section 2), and the MobileViT block's 1x1 projection to the
+# transformer's width has neither BatchNorm nor SiLU (section 6).
 #
 # The keras-io example's `conv_block` is a plain `Conv2D` *with* bias and a swish activation (swish =
 # SiLU), and no BatchNorm. Same shapes, slightly different parameters: 3·3·3·16 = 432 weights in
 # both, plus 16 biases (keras-io) or 16 γ + 16 β (+ 32 moving statistics) for BatchNorm (paper).
 #
-# The paper's weights start as ml-cvnets starts them (Kaiming-normal convolutions), from a new
-# initializer for every layer: a Keras initializer draws its seed once, when it is created, so one
-# instance shared by all layers would start every layer of the same shape from identical weights.
+# The paper's weights start as ml-cvnets starts them in PyTorch (Kaiming-normal convolutions, normal(0.02)
+# linears), from a new initializer for every layer: a Keras initializer draws its seed once, when it is
+# created, so one instance shared by all layers would start every layer of the same shape from identical
+# weights. Keras and PyTorch count a depthwise kernel's fans differently, hence the `depthwise` switch
+# (`tests/test_model.py` checks every kernel's spread against PyTorch's own initializers).
 
 # %%
-show_source(blocks.paper_conv_init, blocks.conv_bn_act, kerasio.conv_block)
+show_source(blocks.paper_conv_init, blocks.paper_dense_init, blocks.conv_bn_act, kerasio.conv_block)
 
 # %%
 stem = block_model(blocks.conv_bn_act, (256, 256, 3), name="stem", filters=16, kernel_size=3, strides=2)
@@ -109,14 +114,15 @@ for model in (mv2, mv2_down, mv2_kerasio, mv2_down_kerasio):
     print(f"{block_report(model)}, residual: {has_add}")
 
 # %% [markdown]
-# The keras-io MV2 block has the same weights as the paper's; it differs in BatchNorm's hyperparameters
-# (Keras defaults: momentum 0.99, ε = 1e-3, against the paper's 0.9 and 1e-5) and in how it pads a
-# stride-2 depthwise convolution.
+# The keras-io MV2 block has as many weights as the paper's, of the same shapes; it differs in how they
+# start (Keras' Glorot-uniform default against Kaiming-normal), in BatchNorm's hyperparameters (Keras
+# defaults: momentum 0.99, ε = 1e-3, against ml-cvnets' 0.9 and 1e-5) and in how it pads a stride-2
+# depthwise convolution.
 #
 # ## 3. Stride-2 padding: symmetric (paper) vs `correct_pad` (keras-io)
 #
 # A 3x3 stride-2 convolution on an even-sized map needs one row and one column of padding in total.
-# PyTorch (and so ml-cvnets, whose weights we load) pads **one pixel on every side** (`padding=1`), so
+# PyTorch (and so ml-cvnets, whose ImageNet weights `mvlib.model.convert` loads) pads **one pixel on every side** (`padding=1`), so
 # output pixel *i* is centred on input pixel 2i. TensorFlow's `padding="same"` and keras-applications'
 # `correct_pad` (which the keras-io example copies) pad **only bottom and right**, so output pixel *i* is
 # centred on input pixel 2i + 1. The sampling grid moves by one pixel at each of the five stride-2 layers
@@ -163,8 +169,10 @@ plt.show()
 #
 # Attention itself does not know where a token sits: permute the tokens and the outputs permute with them.
 # ViT therefore adds a learned **positional embedding** to every token. MobileViT needs none: its 3x3
-# convolutions before attention write each pixel's neighbourhood into its features, and fold puts every
-# token back at the pixel it came from, so positions are never lost. Here is the whole computation for
+# convolutions before attention write each pixel's neighbourhood into its features (the zero padding at
+# the borders included, so a token near an edge looks different), and fold puts every token back at the
+# pixel it came from. Attention itself stays blind to order; where a token sits reaches it only through
+# those convolutional features, as the paper argues. Here is the whole computation for
 # 4 tokens of width 8 with 2 heads, in numpy:
 
 # %%
@@ -305,6 +313,7 @@ for label, paper, example in pairs:
 print(format_table(["block", "paper output", "paper params", "keras-io output", "keras-io params"], rows, align="llrlr"))
 
 # %% [markdown]
-# The blocks' weights are close; what differs is *how* they compute: padding, normalisation, and above all
+# The convolution and MV2 blocks match weight for weight; keras-io's transformer and MobileViT blocks are
+# 40-50% larger (the table above). Above all, the two compute differently: padding, normalisation, and
 # how the transformer sees the map. Notebook 02 looks at that last point with pictures; notebook 03
 # assembles the blocks into the full networks and counts their parameters and MACs stage by stage.

@@ -31,7 +31,7 @@ import mvlib  # first: selects the TensorFlow backend and keeps TensorFlow's C++
 import matplotlib.pyplot as plt
 
 from mvlib.analysis import explain
-from mvlib.analysis.flops import count_macs, stage_summary
+from mvlib.analysis.flops import attention_macs, count_macs, stage_summary
 from mvlib.model import VARIANTS, create_mobilevit, parameter_counts
 from mvlib.model import config, mobilevit
 from mvlib.notebook import architecture_facts, format_table, layer_table, show_source
@@ -100,7 +100,8 @@ for name, model in models.items():
     print(f"{name}: {total:,} parameters, {trainable:,} trainable, {total - trainable:,} BatchNorm statistics")
 
 # %% [markdown]
-# The stem and stages 1-2 match (the stem differs only by bias vs BatchNorm). From stage 3 on, the
+# The stem and stages 1-2 match in shapes, parameters and MACs (the stem differs only by bias vs BatchNorm;
+# padding, BatchNorm settings and initialisation differ too: notebook 01 and section 6). From stage 3 on, the
 # keras-io model is heavier in both parameters and compute:
 #
 # * its MobileViT blocks output d channels, not C (64/80/96 instead of 48/64/80), so every following
@@ -170,18 +171,29 @@ for name, model in models.items():
 # | --- | --- | --- |
 # | map → sequences | `Reshape((4, HW/4, d))`: raster order, "sequence" 0 = the top quarter of the rows | unfold into 2x2 patches: sequence p = pixel p of every patch; fold is its exact inverse |
 # | attention | on (B, 4, N, d) with `attention_axes=None`: global attention over all HW pixels, 2 heads of `key_dim = d` | within each sequence of N = HW/4 tokens, 4 heads of d/4 |
-# | attention MACs at 256 px | QK^T + AV: 625 M; with the projections: 759 M | QK^T + AV: 78 M (8x less); with the projections: 145 M (5.2x less) |
 # | MobileViT local representation | 3x3 C → d (bias, swish), 1x1 d → d (bias, swish) | 3x3 C → C (BN, SiLU), 1x1 C → d (no bias, no BN, no activation) |
 # | MobileViT fusion / output | 1x1 d → C, concat, 3x3 2C → **d**: the block outputs d channels | 1x1 d → C (BN, SiLU), concat, 3x3 2C → **C** (BN, SiLU) |
 # | feed-forward | Dense 2d (swish) → Dense d (**swish**) | Dense 2d (SiLU) → Dense d (linear) |
-# | initialisation | Keras defaults (Glorot uniform) | ml-cvnets: Kaiming normal (fan out) convolutions, truncated normal 0.02 linears |
-# | parameters at 5 classes | 1,307,621 (1,305,077 trainable) | XXS: 956,741 (952,629 trainable) |
-# | MACs at 256 px | 1,059 M | XXS: 407 M |
+# | initialisation | Keras defaults (Glorot uniform) | ml-cvnets: Kaiming normal (fan out) convolutions, normal(0.02) linears |
 #
-# The remaining differences -- padding, biases, BatchNorm and LayerNorm settings, heads, dropout -- are
-# read straight off the layers by `architecture_facts`, so this part cannot drift from the code:
+# What they cost, computed from the models above (attention: the QK^T and AV products, then with the Q, K,
+# V and output projections), and the remaining differences -- padding, biases, BatchNorm and LayerNorm
+# settings, heads, dropout -- read straight off the layers by `architecture_facts`, so this part cannot
+# drift from the code:
 
 # %%
+def attention_mmacs(model, with_projections=False):
+    return sum(a.qk + a.av + (a.projections if with_projections else 0) for a in attention_macs(model)) / 1e6
+
+
+cost_rows = [
+    ["parameters (trainable)", *["{:,} ({:,})".format(*parameter_counts(m)) for m in models.values()]],
+    ["MMACs at 256 px", *[f"{count_macs(m) / 1e6:,.0f}" for m in models.values()]],
+    ["attention MMACs: QK^T + AV", *[f"{attention_mmacs(m):,.0f}" for m in models.values()]],
+    ["attention MMACs with the projections", *[f"{attention_mmacs(m, True):,.0f}" for m in models.values()]],
+]
+print(format_table(["at 5 classes", *models], cost_rows, align="lrr"))
+print()
 facts = {name: architecture_facts(model) for name, model in models.items()}
 print(format_table(["read from the layers", "keras-io", "xxs"], [[key, facts["keras-io"][key], facts["xxs"][key]] for key in facts["xxs"]], align="lll"))
 

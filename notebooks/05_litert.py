@@ -7,16 +7,17 @@
 # TensorFlow Lite): one `.tflite` flatbuffer holding the graph and the weights, executed by a small
 # interpreter. This notebook takes the trained MobileViT-XXS there:
 #
-# 1. why the keras-io example's own export recipe cannot be reused: its file outputs NaN, and only a check
+# 1. the trained model and the photos it is checked on;
+# 2. why the keras-io example's own export recipe cannot be reused: its file outputs NaN, and only a check
 #    notices;
-# 2. four exports (float32, dynamic-range, float16, full-integer int8), each compared with the Keras
+# 3. four exports (float32, dynamic-range, float16, full-integer int8), each compared with the Keras
 #    model before it is written;
-# 3. one table of size, accuracy, agreement with Keras and latency, beside the keras-io model exported
+# 4. one table of size, accuracy, agreement with Keras and latency, beside the keras-io model exported
 #    the example's way;
-# 4. full-integer op by op: why the converter's default int8 file is slower than float, where its
+# 5. full-integer op by op: why the converter's default int8 file is slower than float, where its
 #    error is, and the recipe that makes int8 the smallest and fastest file;
-# 5. a few photos classified by the int8 file, through the same predictor an app-side script would use;
-# 6. the int8 file's targets, and where the measured numbers stand.
+# 6. a few photos classified by the int8 file, through the same predictor an app-side script would use;
+# 7. the int8 file's targets, and where the measured numbers stand.
 #
 # Everything is in `mvlib.litert` (`export`, `parity`, `quantize`, `opprofile`, `runtime`, `measure`); `python -m mvlib export` and
 # `python -m mvlib measure` call the same functions from a terminal.
@@ -144,7 +145,7 @@ show_source(export._write_saved_model, export._convert, parity.check_parity)
 # | kind | weights | activations | input / output | check against Keras |
 # | --- | --- | --- | --- | --- |
 # | `float32` | float32 | float32 | float32 / float32 | max \|diff\| of the probabilities <= 1e-4 |
-# | `dynamic` | int8 (dynamic-range quantization: the keras-io example's choice) | float32 | float32 / float32 | top-1 agreement >= 0.9 |
+# | `dynamic` | int8 (dynamic-range quantization: the keras-io example's choice) | float32 between ops; the convolutions and dense layers quantize their input to int8 at run time (its range measured on the fly) and multiply int8 by int8 | float32 / float32 | top-1 agreement >= 0.9 |
 # | `float16` | float16, widened to float32 when the file is loaded | float32 | float32 / float32 | top-1 agreement >= 0.9 |
 # | `int8` | int8 | int8 (ranges calibrated on training photos); attention's matmuls and softmax float | **uint8** / float32 | top-1 agreement >= 0.98 |
 #
@@ -188,7 +189,9 @@ print(f"int8: {results['int8'].float_ops} ops compute in float between DEQUANTIZ
 #
 # * the paper's unfold and fold are plain `RESHAPE` / `TRANSPOSE` (rank <= 5), attention is
 #   `BATCH_MATMUL` + `SOFTMAX`, and SiLU is `LOGISTIC` times its input: every op is a LiteRT builtin;
-# * the dynamic-range file keeps the float graph and stores weights as int8, dequantized on the fly;
+# * the dynamic-range file keeps the float graph, with int8 weights and no `DEQUANTIZE`: its convolution
+#   and dense kernels ("hybrid" kernels) quantize their float input to int8 as they run and compute in
+#   int8, so the file needs no calibration but pays for measuring each input's range every call;
 #   the float16 file adds a `DEQUANTIZE` per weight (float16 -> float32 at load time);
 # * the int8 file starts with a `QUANTIZE` (uint8 pixels -> int8) and ends with a `DEQUANTIZE`
 #   (probabilities as float32). In between, each attention's `BATCH_MATMUL`s and `SOFTMAX` compute in
@@ -418,4 +421,4 @@ print(f"{differs.sum()} of {len(differs)} photos differ, at Keras margins {', '.
 #   in the same session, so the ratios are fairer than any single number, but measure on the device you
 #   will ship to before you believe them. On this repository's 2-core machine the int8 file and the
 #   dynamic-range file are within noise of each other, so the last check above comes out either way from
-#   one run to the next (README, Speed: both `measure` runs).
+#   one run to the next (README, "LiteRT exports of the shipped XXS": both `measure` runs).

@@ -43,3 +43,19 @@ def test_predict_with_the_shipped_weights(capsys, tmp_path):
     assert code == 0
     line = out.strip().splitlines()[-1]
     assert line.startswith(f"{photo}: ") and line.count("%") == 2  # top-2 classes with probabilities
+
+
+def test_run_trains_small_then_evaluates_and_exports_at_the_serving_size(monkeypatch, capsys):
+    """The main job's wiring (each command is tested on its own): train at 160, the rest at 256 with the
+    `evaluate` and `export` commands' own defaults, on the same data and run folder."""
+    calls = []
+    for name in ("cmd_summary", "cmd_train", "cmd_evaluate", "cmd_export"):
+        monkeypatch.setattr(cli, name, lambda args, name=name: calls.append((name, vars(args))))
+    assert run(capsys, "run", "--source", "folder", "--data-dir", "photos", "--epochs", "3")[0] == 0
+    (_, summary), (_, train), (_, evaluate), (_, export) = calls
+    assert [c[0] for c in calls] == ["cmd_summary", "cmd_train", "cmd_evaluate", "cmd_export"]
+    assert summary["image_size"] == 256 and train["image_size"] == 160 and train["epochs"] == 3
+    assert train["no_evaluate"] and train["recipe"] == "improved" and train["run_dir"] is None
+    for step in (evaluate, export):
+        assert (step["run_dir"], step["image_size"], step["source"], step["data_dir"]) == ("runs/xxs-improved", 256, "folder", "photos")
+    assert export["calibration_images"] == 300 and export["check_images"] is None and export["kinds"] is None

@@ -174,3 +174,38 @@ def test_initial_weights_are_distinct_per_layer_and_follow_the_seed():
         assert twin == path, f"{path} starts identical to {twin}"
     assert all(np.array_equal(first[p], again[p]) for p in first)  # the seed decides them ...
     assert not any(np.array_equal(first[p], other[p]) for p in first)  # ... and only the seed
+
+
+def test_initial_weights_are_drawn_like_ml_cvnets_draws_them_in_pytorch():
+    """Each kernel's spread against PyTorch's own initializer on the PyTorch-shaped tensor (the two count
+    fans differently for depthwise kernels); the tolerance is ~4 standard errors of a std estimate."""
+    torch = pytest.importorskip("torch")
+    keras.utils.set_random_seed(0)
+    torch.manual_seed(0)
+    model = create_mobilevit("xxs", 5, 64)
+    checked = 0
+    for v in model.trainable_weights:
+        if not v.path.endswith("kernel"):
+            continue
+        w = np.asarray(v)
+        if w.ndim == 4:  # Keras (k, k, in, out) -> PyTorch (out, in, k, k); depthwise (k, k, C, 1) -> (C, 1, k, k)
+            k, _, cin, cout = w.shape
+            reference = torch.empty((cin, 1, k, k) if "dwconv" in v.path else (cout, cin, k, k))
+            torch.nn.init.kaiming_normal_(reference, mode="fan_out")
+        else:  # the linears, attention's included
+            reference = torch.nn.init.trunc_normal_(torch.empty(w.size), std=0.02)
+        assert w.std() == pytest.approx(float(reference.std()), rel=4 / np.sqrt(w.size)), v.path
+        checked += 1
+    assert checked > 40
+
+
+@pytest.mark.parametrize("variant, own", [("keras-io", 0.99), ("xxs", 0.9)])
+def test_bn_momentum_defaults_to_the_variant_s_own_and_can_be_set_for_any(variant, own):
+    def momenta(model):
+        return {layer.momentum for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)}
+
+    assert momenta(create_mobilevit(variant, 5, 64)) == {own}
+    model = create_mobilevit(variant, 5, 64, bn_momentum=0.8)
+    assert momenta(model) == {0.8}
+    assert {layer["config"]["momentum"] for layer in model.get_config()["layers"]
+            if layer["class_name"] == "BatchNormalization"} == {0.8}  # and it is saved with the model

@@ -74,7 +74,7 @@ def test_example_photo_reads_the_folder(monkeypatch, tmp_path):
     root = data.make_synthetic_flowers(tmp_path / "photos", num_per_class=2, image_size=32, class_names=("sunflowers",))
     monkeypatch.setattr(data.flowers, "default_data_dir", lambda: root)
     image, note = notebook.example_photo(64)
-    assert image.shape == (64, 64, 3) and note.startswith("photo sunflowers/sunflowers_0000.jpg")
+    assert image.shape == (64, 64, 3) and note == "photo photos/sunflowers/sunflowers_0000.jpg"
 
 
 def test_show_jpeg_displays_and_closes(monkeypatch):

@@ -11,7 +11,7 @@
 # times there; a run prints its own estimate after its first steps).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python -c "import keras" 2>/dev/null || python -m pip install --quiet --no-index --no-deps wheels/*.whl
+python -c "import keras" 2>/dev/null || python -m pip install --quiet --no-index --find-links wheels keras==3.15.1
 export KERAS_BACKEND=jax
 OUT=${OUT:-runs}
 # ARGS: extra train options, e.g. ARGS="--epochs 1 --limit 64" for a dry run of this script on a CPU

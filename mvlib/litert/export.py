@@ -21,7 +21,8 @@ the same, but always enables ``SELECT_TF_OPS`` (Flex) and writes straight to ``p
 * four kinds (see ``KINDS``):
 
   ``float32``  no quantization (reference; must match Keras to ``max_abs_diff`` 1e-4).
-  ``dynamic``  dynamic-range quantization: int8 weights, float activations, float32 I/O (~1/3.3 the size).
+  ``dynamic``  dynamic-range quantization: int8 weights, float activations between ops (the conv and dense
+               kernels quantize their input to int8 on the fly), float32 I/O (~1/3.3 the size).
   ``float16``  float16 weights, dequantized to float32 at load time (~1/2 the size), float32 I/O.
   ``int8``     full-integer quantization calibrated on ``representative_images``, by the recipe of
                :mod:`mvlib.litert.quantize` (integer-friendly LayerNorm, attention matmuls and softmax

@@ -16,16 +16,23 @@ from keras import layers, ops
 
 from mvlib.model.unfold import fold, unfold
 
-# ml-cvnets initialisation: Kaiming-normal (fan_out) convolutions, truncated-normal(0.02) linears. A new
-# initializer for every layer: a Keras initializer draws its seed when it is created and then returns the
-# same values for the same shape, so one shared instance would start every layer of a shape identical (and,
-# created at import, ignore `keras.utils.set_random_seed`).
-def paper_conv_init() -> keras.initializers.Initializer:
-    return keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="untruncated_normal")
+# ml-cvnets initialisation: Kaiming-normal (fan_out) convolutions, normal(0.02) linears. A new initializer for
+# every layer: a Keras initializer draws its seed when it is created and then returns the same values for the
+# same shape, so one shared instance would start every layer of a shape identical (and, created at import,
+# ignore `keras.utils.set_random_seed`).
+def paper_conv_init(depthwise: bool = False) -> keras.initializers.Initializer:
+    """PyTorch's ``kaiming_normal_(mode="fan_out")``: std sqrt(2 / fan_out).
+
+    PyTorch stores a depthwise kernel as (C, 1, k, k) and counts its fan_out as C*k*k; Keras stores it as
+    (k, k, C, 1) and counts C*k*k as its fan_in (fan_out: k*k, a std sqrt(C) times too large)."""
+    return keras.initializers.VarianceScaling(2.0, mode="fan_in" if depthwise else "fan_out",
+                                              distribution="untruncated_normal")
 
 
 def paper_dense_init() -> keras.initializers.Initializer:
-    return keras.initializers.TruncatedNormal(stddev=0.02)
+    """ml-cvnets' ``trunc_normal_(std=0.02)``: PyTorch truncates at +-2 (absolute, 100 std), so in effect a
+    plain normal; Keras' ``TruncatedNormal`` would cut at 2 std and shrink the std to 0.0176."""
+    return keras.initializers.RandomNormal(stddev=0.02)
 
 
 def conv_bn_act(
@@ -56,7 +63,7 @@ def conv_bn_act(
     if groups == 1:
         x = layers.Conv2D(filters, kernel_size, kernel_initializer=paper_conv_init(), name=f"{name}_conv", **common)(x)
     else:  # only depthwise grouping is used by MobileViT
-        x = layers.DepthwiseConv2D(kernel_size, depthwise_initializer=paper_conv_init(), name=f"{name}_dwconv", **common)(x)
+        x = layers.DepthwiseConv2D(kernel_size, depthwise_initializer=paper_conv_init(depthwise=True), name=f"{name}_dwconv", **common)(x)
     if norm:
         x = layers.BatchNormalization(momentum=bn_momentum, epsilon=1e-5, name=f"{name}_bn")(x)
     if activation:

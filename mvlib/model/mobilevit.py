@@ -36,7 +36,7 @@ def create_mobilevit(
     image_size: int = 256,
     *,
     classifier_activation: str | None = "softmax",
-    bn_momentum: float = 0.9,
+    bn_momentum: float | None = None,
     name: str | None = None,
 ) -> keras.Model:
     """Build a MobileViT.
@@ -47,40 +47,41 @@ def create_mobilevit(
         num_classes: size of the classifier.
         image_size: square input size, a multiple of 32 (64 for ``"keras-io"``).
         classifier_activation: ``"softmax"`` (probabilities) or ``None`` (logits).
-        bn_momentum: Keras BatchNorm momentum for the paper variants (0.9 = PyTorch's 0.1). The
-            keras-io variant keeps Keras' defaults, as the example does.
+        bn_momentum: Keras BatchNorm momentum of every BatchNorm layer; None keeps the variant's own:
+            0.9 for the paper's (PyTorch's 0.1), Keras' default 0.99 for keras-io, as the example has it.
     """
     config = _check_args(variant, num_classes, image_size)
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
     build = _body_kerasio if config.style == "keras-io" else _body_paper
-    x = build(x, config, bn_momentum)
+    x = build(x, config)
     x = layers.GlobalAveragePooling2D(name="head_pool")(x)
     if config.classifier_dropout:
         x = layers.Dropout(config.classifier_dropout, name="head_drop")(x)
     dense_init = "glorot_uniform" if config.style == "keras-io" else blocks.paper_dense_init()
     outputs = layers.Dense(num_classes, activation=classifier_activation, kernel_initializer=dense_init, name="head_classifier")(x)
-    return keras.Model(inputs, outputs, name=name or f"mobilevit_{variant.replace('-', '_')}")
+    model = keras.Model(inputs, outputs, name=name or f"mobilevit_{variant.replace('-', '_')}")
+    if bn_momentum is not None:  # set on the built layers, so the example's blocks stay as it writes them
+        for layer in model.layers:
+            if isinstance(layer, layers.BatchNormalization):
+                layer.momentum = bn_momentum
+    return model
 
 
-def _body_paper(x, c: MobileViTConfig, bn_momentum: float):
-    kw = dict(bn_momentum=bn_momentum)
-    x = blocks.conv_bn_act(x, c.stem, 3, 2, name="stem", **kw)
+def _body_paper(x, c: MobileViTConfig):
+    x = blocks.conv_bn_act(x, c.stem, 3, 2, name="stem")
     for number, stage in enumerate(c.stages, start=1):
         if stage.kind == "mv2":
             for i in range(stage.depth):
                 stride = stage.stride if i == 0 else 1
-                x = blocks.inverted_residual(x, x.shape[-1] * c.expansion, stage.channels, stride, name=f"stage{number}_mv2_{i}", **kw)
+                x = blocks.inverted_residual(x, x.shape[-1] * c.expansion, stage.channels, stride, name=f"stage{number}_mv2_{i}")
         else:
-            x = blocks.inverted_residual(x, x.shape[-1] * c.expansion, stage.channels, stage.stride, name=f"stage{number}_mv2", **kw)
-            x = blocks.mobilevit_block(
-                x, stage.dim, stage.depth, c.num_heads, dropout=c.transformer_dropout, name=f"stage{number}_mvit", **kw
-            )
-    return blocks.conv_bn_act(x, c.final_channels, 1, name="final", **kw)
+            x = blocks.inverted_residual(x, x.shape[-1] * c.expansion, stage.channels, stage.stride, name=f"stage{number}_mv2")
+            x = blocks.mobilevit_block(x, stage.dim, stage.depth, c.num_heads, dropout=c.transformer_dropout, name=f"stage{number}_mvit")
+    return blocks.conv_bn_act(x, c.final_channels, 1, name="final")
 
 
-def _body_kerasio(x, c: MobileViTConfig, bn_momentum: float):
-    del bn_momentum  # the example uses Keras' BatchNorm defaults
+def _body_kerasio(x, c: MobileViTConfig):
     x = kerasio.conv_block(x, c.stem, name="stem")
     for number, stage in enumerate(c.stages, start=1):
         if stage.kind == "mv2":

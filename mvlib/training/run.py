@@ -281,8 +281,7 @@ def train(
             mvlib.require("tensorflow", "seeding")
     keras.utils.set_random_seed(seed)
     with distribution or data_parallel():
-        kwargs = {"bn_momentum": recipe.bn_momentum} if recipe.bn_momentum else {}
-        model = create_mobilevit(variant, len(data.class_names), image_size, **kwargs)
+        model = create_mobilevit(variant, len(data.class_names), image_size, bn_momentum=recipe.bn_momentum)
         compile_model(model, recipe, steps, run_eagerly=run_eagerly)
         if state is not None:
             # Not keras.saving.load_model: a deserialised AdamW forgets exclude_from_weight_decay and

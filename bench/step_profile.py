@@ -1,0 +1,335 @@
+"""Where a training step's time goes, on JAX: op by op, layer by layer, forward against backward.
+
+    KERAS_BACKEND=jax python bench/step_profile.py --variant xxs --batch-size 64      # the GPU profile of issue 15
+    KERAS_BACKEND=jax python bench/step_profile.py --variant keras-io --batch-size 64
+    KERAS_BACKEND=jax python bench/step_profile.py --image-size 64 --batch-size 8     # a quick look on a CPU
+
+It runs ``--warmup`` untimed calls of ``model.train_on_batch`` (``--mode infer``: ``predict_on_batch``) --
+the very step bench/speed.py times -- then ``--steps`` more under JAX's profiler (``jax.profiler.trace``),
+while XLA writes the optimised HLO of every program it compiles (``XLA_FLAGS=--xla_dump_to``). Each op the
+profiler saw execute is matched to its HLO instruction, whose metadata names the Keras layer it came from:
+``jit(train_step)/transpose(jvp(stage3_mvit_transformer0_attn))/dot_general`` is the backward pass of the
+first transformer layer of stage 3; ``jit(train_step)/adam/...`` is the optimizer. The report gives
+
+* the step time, and the share of it in which the device was running an op (the rest: waiting for the host
+  to launch work -- what many small kernels cost on a GPU);
+* time by pass (forward, backward, optimizer), by stage and by kind of layer (a layer's name without its
+  stage and block numbers: every ``stageN_mvit_transformerK_attn`` counts as ``mvit_transformer_attn``);
+* the slowest ops, with the layer each belongs to.
+
+Times are self times (an op that contains others, such as a loop, counts only its own), summed over the
+profiled steps and divided by their number. Reports go to ``<out>/profile-<device>-<mode>-<variant>.md`` and
+``.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import gzip
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = ("keras-io", "xxs", "xs", "s")
+HLO_LINE = re.compile(r'^\s*(?:ROOT\s+)?%?([\w.\-]+) = .*?metadata=\{[^}]*?op_name="([^"]*)"')
+CALLS = re.compile(r'^\s*(?:ROOT\s+)?%?([\w.\-]+) = .*?\bcalls=%?([\w.\-]+)')
+
+
+# --- reading what the profiler and XLA wrote -------------------------------------------------------------
+
+
+def read_trace(trace_dir: Path) -> list[dict]:
+    """The trace events of the newest Perfetto trace (``perfetto_trace.json.gz``) under ``trace_dir``."""
+    traces = sorted(trace_dir.glob("**/perfetto_trace.json.gz"), key=lambda p: p.stat().st_mtime)
+    if not traces:
+        raise FileNotFoundError(f"no perfetto_trace.json.gz under {trace_dir}: did jax.profiler.trace run?")
+    with gzip.open(traces[-1], "rt") as f:
+        data = json.load(f)
+    return data["traceEvents"] if isinstance(data, dict) else data
+
+
+def device_ops(events: list[dict]) -> list[dict]:
+    """The executed XLA ops: complete events that name an HLO op, on the accelerator when there is one.
+
+    On a GPU the host also records events for the ops it launches; only the device's own (processes named
+    ``/device:...``) are kept then. On a CPU the ops run on host threads, which are all there is."""
+    names = {e["pid"]: e.get("args", {}).get("name", "") for e in events if e.get("ph") == "M" and e.get("name") == "process_name"}
+    ops = [e for e in events if e.get("ph") == "X" and "hlo_op" in e.get("args", {}) and not e["name"].startswith("end: ")]
+    on_device = [e for e in ops if names.get(e["pid"], "").startswith("/device:")]
+    return on_device or ops
+
+
+def self_times(ops: list[dict]) -> list[tuple[str, float]]:
+    """``(hlo_op, self time in us)`` for each event: its duration less that of the events nested in it on
+    the same thread (a ``while`` loop and the ops of its body, say)."""
+    result = []
+    by_thread = collections.defaultdict(list)
+    for e in ops:
+        by_thread[(e["pid"], e["tid"])].append(e)
+    for events in by_thread.values():
+        events.sort(key=lambda e: (e["ts"], -e["dur"]))
+        stack: list[list] = []  # [end time, index in result]
+        for e in events:
+            while stack and e["ts"] >= stack[-1][0]:
+                stack.pop()
+            if stack:
+                result[stack[-1][1]][1] -= e["dur"]
+            result.append([e["args"]["hlo_op"], float(e["dur"])])
+            stack.append([e["ts"] + e["dur"], len(result) - 1])
+    return [(name, max(0.0, us)) for name, us in result]
+
+
+def busy_us(ops: list[dict]) -> float:
+    """How long at least one op was running: the length of the union of the events' intervals."""
+    total, end = 0.0, float("-inf")
+    for e in sorted(ops, key=lambda e: e["ts"]):
+        start, stop = e["ts"], e["ts"] + e["dur"]
+        if stop > end:
+            total += stop - max(start, end)
+            end = stop
+    return total
+
+
+def hlo_op_names(dump_dir: Path) -> dict[str, str]:
+    """``{HLO instruction name: the op_name of its metadata}`` from every optimised HLO module XLA dumped.
+
+    A fusion often carries no metadata of its own; it then takes that of the computation it calls (its
+    root's, else the first that has one). GPU kernels XLA generates are named after their instruction with
+    ``.`` turned into ``_``, so those spellings map too (for trace events named after a kernel)."""
+    names: dict[str, str] = {}
+    for path in dump_dir.glob("*after_optimizations.txt"):
+        in_computation: dict[str, str] = {}  # computation -> the op_name its instructions stand for
+        calls: dict[str, str] = {}  # instruction without metadata -> the computation it calls
+        computation = None
+        for line in path.read_text(errors="replace").splitlines():
+            if line and not line[0].isspace() and line.rstrip().endswith("{"):
+                computation = line.split()[1 if line.startswith("ENTRY") else 0].lstrip("%")
+                continue
+            m = HLO_LINE.match(line)
+            if m:
+                names.setdefault(m.group(1), m.group(2))
+                if computation and (line.lstrip().startswith("ROOT") or computation not in in_computation):
+                    in_computation[computation] = m.group(2)
+            else:
+                c = CALLS.match(line)
+                if c:
+                    calls[c.group(1)] = c.group(2)
+        for instruction, computation in calls.items():
+            if computation in in_computation:
+                names.setdefault(instruction, in_computation[computation])
+    for name, op in list(names.items()):
+        names.setdefault(name.replace(".", "_"), op)
+    return names
+
+
+# --- naming what the time was spent on -------------------------------------------------------------------
+
+
+def attribute(op_name: str | None) -> tuple[str, str]:
+    """``(pass, layer)`` of an HLO op from its metadata op_name.
+
+    >>> attribute("jit(train_step)/transpose(jvp(stage3_mvit_transformer0_attn))/dot_general")
+    ('backward', 'stage3_mvit_transformer0_attn')
+    >>> attribute("jit(train_step)/adam/mul")
+    ('optimizer', 'optimizer')
+    """
+    if not op_name:
+        return "unattributed", "(no metadata)"
+    path = op_name.split("/", 1)[1] if op_name.startswith("jit(") and "/" in op_name else op_name
+    m = re.match(r"transpose\(jvp\(([^()]+)\)\)", path)
+    if m:
+        return "backward", m.group(1)
+    m = re.match(r"jvp\(([^()]+)\)", path)
+    if m:
+        return "forward", m.group(1)
+    head = path.split("/", 1)[0]
+    if head in ("adam", "adamw", "sgd", "optimizer") or head.endswith("optimizer"):
+        return "optimizer", "optimizer"
+    if op_name.startswith("jit(predict_step)") and "/" in path:
+        return "forward", head  # inference has no jvp(): the first part of the path is the layer
+    return "other", head
+
+
+def layer_kind(layer: str) -> str:
+    """A layer's name without its stage and block numbers: ``stage4_mvit_transformer2_norm1`` ->
+    ``mvit_transformer_norm1``, ``stage2_mv2_1_dw_dwconv`` -> ``mv2_dw_dwconv``."""
+    kind = re.sub(r"^stage\d+_", "", layer)
+    kind = re.sub(r"_\d+(?=_|$)", "", kind)
+    return re.sub(r"transformer\d+", "transformer", kind)
+
+
+def layer_stage(layer: str) -> str:
+    m = re.match(r"(stage\d+|stem|head|final)", layer)
+    return m.group(1) if m else layer
+
+
+def summarize(ops: list[dict], op_names: dict[str, str], steps: int, top: int = 25) -> dict:
+    """Per-step device time by pass, stage, layer kind and op, from the profiled ops of ``steps`` steps."""
+    rows = collections.defaultdict(float)
+    counts = collections.Counter()
+    for hlo_op, us in self_times(ops):
+        rows[hlo_op] += us / steps
+        counts[hlo_op] += 1
+    by_pass, by_stage, by_kind = collections.Counter(), collections.Counter(), collections.Counter()
+    top_ops = []
+    for hlo_op, us in sorted(rows.items(), key=lambda kv: -kv[1]):
+        op_name = op_names.get(hlo_op)
+        pass_, layer = attribute(op_name)
+        by_pass[pass_] += us
+        by_stage[layer_stage(layer) if pass_ in ("forward", "backward") else pass_] += us
+        if pass_ in ("forward", "backward"):
+            by_kind[(layer_kind(layer), pass_)] += us
+        if len(top_ops) < top:
+            top_ops.append({"hlo_op": hlo_op, "ms": us / 1e3, "calls_per_step": counts[hlo_op] / steps, "pass": pass_,
+                            "layer": layer, "op_name": op_name})
+    kinds = collections.defaultdict(dict)
+    for (kind, pass_), us in by_kind.items():
+        kinds[kind][pass_] = us / 1e3
+    return {
+        "op_ms": sum(rows.values()) / 1e3,
+        "busy_ms": busy_us(ops) / steps / 1e3,
+        "distinct_ops": len(rows),
+        "ops_per_step": sum(counts.values()) / steps,
+        "matched_share": sum(us for op, us in rows.items() if op in op_names) / max(sum(rows.values()), 1e-9),
+        "by_pass": {k: v / 1e3 for k, v in by_pass.most_common()},
+        "by_stage": {k: v / 1e3 for k, v in by_stage.most_common()},
+        "by_kind": dict(sorted(kinds.items(), key=lambda kv: -sum(kv[1].values()))),
+        "top_ops": top_ops,
+    }
+
+
+def format_markdown(report: dict) -> str:
+    s, total = report["summary"], report["summary"]["op_ms"]
+    step = report["step_ms"]
+
+    def pct(ms):
+        return f"{100 * ms / total:.1f}%" if total else "-"
+
+    lines = [
+        f"# Profile: {report['variant']}, {report['mode']}, batch {report['batch_size']}, {report['image_size']} px, "
+        f"{report['precision']}", "", f"`{report['command']}`", "",
+        f"- {report['framework']}, {report['device']}",
+        f"- step {step:.2f} ms ({report['batch_size'] / step * 1e3:,.0f} images/s while profiled); the device ran "
+        f"ops for {s['busy_ms']:.2f} ms of it ({100 * s['busy_ms'] / step:.0f}%); {s['ops_per_step']:.0f} ops per step "
+        f"({s['distinct_ops']} distinct), their self times sum to {total:.2f} ms",
+        f"- {100 * s['matched_share']:.0f}% of that time is matched to HLO metadata (layer names)", "",
+        "| pass | ms / step | share |", "|---|---|---|",
+        *[f"| {k} | {v:.2f} | {pct(v)} |" for k, v in s["by_pass"].items()], "",
+        "| stage | ms / step | share |", "|---|---|---|",
+        *[f"| {k} | {v:.2f} | {pct(v)} |" for k, v in s["by_stage"].items()], "",
+        "Forward and backward time by kind of layer (the 30 largest):", "",
+        "| layer kind | forward ms | backward ms | share |", "|---|---|---|---|",
+    ]
+    for kind, passes in list(s["by_kind"].items())[:30]:
+        lines.append(f"| {kind} | {passes.get('forward', 0):.2f} | {passes.get('backward', 0):.2f} | {pct(sum(passes.values()))} |")
+    lines += ["", "| op | ms / step | calls / step | pass | layer |", "|---|---|---|---|---|"]
+    for r in s["top_ops"]:
+        lines.append(f"| `{r['hlo_op']}` | {r['ms']:.3f} | {r['calls_per_step']:g} | {r['pass']} | {r['layer']} |")
+    return "\n".join(lines) + "\n"
+
+
+# --- profiling ------------------------------------------------------------------------------------------
+
+
+def start_xla_dump(work: Path) -> None:
+    """Have XLA write the optimised HLO of every program it compiles to ``work/hlo``. XLA reads its flags
+    once, when JAX starts its backend: call this before the first computation."""
+    flags = f"--xla_dump_to={work / 'hlo'} --xla_dump_hlo_as_text"
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
+
+
+def trace(step, warmup: int, steps: int, work: Path) -> dict:
+    """Call ``step()`` ``warmup`` times, then ``steps`` times under JAX's profiler; the executed ops, the
+    layer names XLA recorded for them (needs :func:`start_xla_dump` first) and the seconds per step."""
+    import jax
+
+    for _ in range(warmup):
+        step()
+    with jax.profiler.trace(str(work / "trace"), create_perfetto_trace=True):
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()  # train_on_batch and predict_on_batch return host values: each call ends with its step done
+        seconds = time.perf_counter() - start
+    ops = device_ops(read_trace(work / "trace"))
+    if not ops:
+        raise RuntimeError(f"the profile under {work / 'trace'} has no XLA op events")
+    return {"ops": ops, "op_names": hlo_op_names(work / "hlo"), "step_ms": 1e3 * seconds / steps}
+
+
+def profile(args) -> dict:
+    """Profile one variant's training (or inference) step and summarize where its time goes."""
+    work = Path(tempfile.mkdtemp(prefix="mvlib-profile-"))
+    start_xla_dump(work)
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    sys.path.insert(0, str(ROOT))
+    import keras
+    import numpy as np
+
+    if keras.backend.backend() != "jax":
+        raise SystemExit(f"bench/step_profile.py profiles with JAX's profiler: run it with KERAS_BACKEND=jax "
+                         f"(this process has {keras.backend.backend()!r})")
+    import jax
+
+    from mvlib.device import describe_device
+    from mvlib.model import create_mobilevit
+    from mvlib.training.recipes import compile_model, get_recipe
+
+    keras.config.set_dtype_policy(args.precision)
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (args.batch_size, args.image_size, args.image_size, 3)).astype("float32")
+    y = np.eye(5, dtype="float32")[rng.integers(0, 5, args.batch_size)]
+    model = create_mobilevit(args.variant, 5, args.image_size)
+    compile_model(model, get_recipe("keras-io", batch_size=args.batch_size), steps_per_epoch=1)
+    step = (lambda: model.train_on_batch(x, y)) if args.mode == "train" else (lambda: model.predict_on_batch(x))
+    traced = trace(step, args.warmup, args.steps, work)
+    if args.keep:
+        print(f"kept the trace and HLO dump in {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    return {"command": " ".join(["python bench/step_profile.py", *sys.argv[1:]]),
+            "variant": args.variant, "mode": args.mode, "batch_size": args.batch_size, "image_size": args.image_size,
+            "precision": args.precision, "steps": args.steps, "step_ms": traced["step_ms"],
+            "framework": f"Keras {keras.__version__} on JAX {jax.__version__}", "device": describe_device(),
+            "summary": summarize(traced["ops"], traced["op_names"], args.steps, top=args.top)}
+
+
+def run(args) -> dict:
+    report = profile(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = re.sub(r"[^a-z0-9]+", "-", f"profile {report['device']} {args.mode} {args.variant}".lower()).strip("-")
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / f"{stem}.md").write_text(format_markdown(report))
+    print(format_markdown(report))
+    print(f"wrote {out / stem}.md and .json")
+    return report
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--variant", default="xxs", choices=VARIANTS)
+    p.add_argument("--mode", default="train", choices=["train", "infer"])
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--image-size", type=int, default=256)
+    p.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"])
+    p.add_argument("--warmup", type=int, default=3, help="untimed calls first (tracing, compilation)")
+    p.add_argument("--steps", type=int, default=5, help="profiled calls")
+    p.add_argument("--top", type=int, default=25, help="how many of the slowest ops to list")
+    p.add_argument("--keep", action="store_true", help="keep the trace and the HLO dump (prints their folder)")
+    p.add_argument("--out", default=str(ROOT / "bench"))
+    args = p.parse_args(argv)
+    if args.steps < 1 or args.warmup < 1:
+        p.error("need --steps >= 1 and --warmup >= 1 (the first call compiles)")
+    return args
+
+
+if __name__ == "__main__":
+    run(parse_args())
