@@ -222,7 +222,12 @@ def best_rows(rows: list[dict]) -> dict:
 
 
 def run(args) -> dict:
-    models = list(args.variants) + (["timm mobilevit_xxs"] if args.timm else [])
+    """Measure every model at every precision, each in its own process; the report is rewritten after each
+    one, so a run stopped early (a time limit) still leaves what it measured."""
+    # timm's model right after xxs: the comparison that matters most comes first.
+    models = [m for v in args.variants for m in ([v, "timm mobilevit_xxs"] if v == "xxs" and args.timm else [v])]
+    if args.timm and "xxs" not in args.variants:
+        models.append("timm mobilevit_xxs")
     report = {"command": "python bench/speed.py " + " ".join(sys.argv[1:]), "rows": [], "environments": {},
               "settings": {k: getattr(args, k) for k in ("batch_sizes", "precisions", "image_size", "warmup", "steps")}}
     for model in models:
@@ -230,21 +235,32 @@ def run(args) -> dict:
             request = {"model": model, "precision": precision, "batch_sizes": args.batch_sizes, "image_size": args.image_size,
                        "warmup": args.warmup, "steps": args.steps}
             print(f"measuring {model}, {precision}, batch sizes {args.batch_sizes} ...", flush=True)
-            result = run_child(request, args.timeout)
+            try:
+                result = run_child(request, args.timeout)
+            except (RuntimeError, subprocess.TimeoutExpired) as e:  # a crash (or a hang) of one model: report it, go on
+                error = f"{type(e).__name__}: {str(e)[-300:]}"
+                result = {"rows": [{"model": model, "precision": precision, "batch_size": b, "error": error}
+                                   for b in args.batch_sizes], "environment": None}
             report["rows"] += result["rows"]
-            report["environments"][model] = result["environment"]
+            if result["environment"]:
+                report["environments"][model] = result["environment"]
             for r in result["rows"]:
                 print("   ", {k: (round(v, 1) if isinstance(v, float) else v) for k, v in r.items()}, flush=True)
+            path = write_report(report, Path(args.out))
+    print(format_markdown(report))
+    print(f"wrote {path}.md and .json")
+    return report
+
+
+def write_report(report: dict, out: Path) -> Path:
+    """``<out>/speed-<device>-<backend>.md`` and ``.json``; returns the path without its suffix."""
     keras_env = next((e for m, e in report["environments"].items() if not m.startswith("timm")), {})
     report["title"] = f"{keras_env.get('device', 'unknown device')}, {keras_env.get('framework', '')}"
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = re.sub(r"[^a-z0-9]+", "-", f"speed {keras_env.get('device', '')} {keras_env.get('framework', '').split(' on ')[-1]}".lower()).strip("-")
     (out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
     (out / f"{stem}.md").write_text(format_markdown(report))
-    print(format_markdown(report))
-    print(f"wrote {out / stem}.md and .json")
-    return report
+    return out / stem
 
 
 def parse_args(argv=None):

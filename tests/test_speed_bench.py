@@ -74,3 +74,40 @@ def test_pipeline_bench_measures_each_mix_and_thread_count(tmp_path):
     assert all(r["images_per_s"] > 0 for r in report["rows"])
     assert json.loads(next(tmp_path.glob("pipeline-*.json")).read_text())["rows"] == report["rows"]
     assert "| inception | mixup" in next(tmp_path.glob("pipeline-*.md")).read_text()
+
+
+def test_models_run_in_order_and_the_report_survives_a_stop(tmp_path, monkeypatch):
+    """timm's model comes right after xxs, and the report is on disk after every model, so a run cut off by
+    a time limit keeps what it measured."""
+    measured = []
+
+    def fake_child(request, timeout):
+        if len(measured) == 3:
+            raise KeyboardInterrupt  # the time limit
+        measured.append(request["model"])
+        row = {"model": request["model"], "precision": request["precision"], "batch_size": 2,
+               "train_images_per_s": 1.0, "infer_images_per_s": 2.0}
+        env = {"framework": "Keras 3 on jax", "device": "CPU, 2 cores", "python": "3.11"}
+        return {"rows": [row], "environment": env}
+
+    monkeypatch.setattr(speed, "run_child", fake_child)
+    args = speed.parse_args(["--variants", "keras-io", "xxs", "xs", "--timm", "--out", str(tmp_path)])
+    with pytest.raises(KeyboardInterrupt):
+        speed.run(args)
+    assert measured == ["keras-io", "xxs", "timm mobilevit_xxs"]
+    saved = json.loads((tmp_path / "speed-cpu-2-cores-jax.json").read_text())
+    assert [r["model"] for r in saved["rows"]] == measured
+
+
+def test_a_model_that_crashes_is_reported_and_the_run_goes_on(tmp_path, monkeypatch):
+    def fake_child(request, timeout):
+        if request["model"] == "keras-io":
+            raise RuntimeError("keras-io (float32) failed, exit code -9: Killed")
+        return {"rows": [{"model": request["model"], "precision": request["precision"], "batch_size": 2,
+                          "train_images_per_s": 1.0, "infer_images_per_s": 2.0}],
+                "environment": {"framework": "Keras 3 on jax", "device": "CPU, 2 cores", "python": "3.11"}}
+
+    monkeypatch.setattr(speed, "run_child", fake_child)
+    report = speed.run(speed.parse_args(["--variants", "keras-io", "xxs", "--out", str(tmp_path)]))
+    assert [("error" in r, r["model"]) for r in report["rows"]] == [(True, "keras-io"), (False, "xxs")]
+    assert "exit code -9: Killed" in (tmp_path / "speed-cpu-2-cores-jax.md").read_text()
