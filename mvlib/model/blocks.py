@@ -45,7 +45,6 @@ def conv_bn_act(
     groups: int = 1,
     norm: bool = True,
     activation: bool = True,
-    bn_momentum: float = 0.9,
 ):
     """Conv (no bias) -> BatchNorm -> SiLU, padded like PyTorch (``kernel_size // 2`` on every side).
 
@@ -65,18 +64,20 @@ def conv_bn_act(
     else:  # only depthwise grouping is used by MobileViT
         x = layers.DepthwiseConv2D(kernel_size, depthwise_initializer=paper_conv_init(depthwise=True), name=f"{name}_dwconv", **common)(x)
     if norm:
-        x = layers.BatchNormalization(momentum=bn_momentum, epsilon=1e-5, name=f"{name}_bn")(x)
+        # PyTorch's BatchNorm defaults, as ml-cvnets has them: momentum 0.1 in PyTorch's convention is 0.9 in
+        # Keras' (the weight of the old average), epsilon 1e-5.
+        x = layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
     if activation:
         x = layers.Activation("silu", name=f"{name}_silu")(x)
     return x
 
 
-def inverted_residual(x, expanded_channels: int, output_channels: int, strides: int = 1, *, name: str, bn_momentum=0.9):
+def inverted_residual(x, expanded_channels: int, output_channels: int, strides: int = 1, *, name: str):
     """MobileNetV2 block: 1x1 expand -> 3x3 depthwise (stride) -> 1x1 project; residual if shapes match."""
     shortcut = x
-    m = conv_bn_act(x, expanded_channels, 1, name=f"{name}_expand", bn_momentum=bn_momentum)
-    m = conv_bn_act(m, expanded_channels, 3, strides, groups=expanded_channels, name=f"{name}_dw", bn_momentum=bn_momentum)
-    m = conv_bn_act(m, output_channels, 1, activation=False, name=f"{name}_project", bn_momentum=bn_momentum)
+    m = conv_bn_act(x, expanded_channels, 1, name=f"{name}_expand")
+    m = conv_bn_act(m, expanded_channels, 3, strides, groups=expanded_channels, name=f"{name}_dw")
+    m = conv_bn_act(m, output_channels, 1, activation=False, name=f"{name}_project")
     if strides == 1 and x.shape[-1] == output_channels:
         m = layers.Add(name=f"{name}_add")([shortcut, m])
     return m
@@ -174,12 +175,11 @@ def mobilevit_block(
     patch: int = 2,
     *,
     name: str,
-    bn_momentum: float = 0.9,
 ):
     """The paper's MobileViT block (C channels in and out, transformer width ``dim``, ``depth`` layers)."""
     channels, height, width = x.shape[-1], x.shape[1], x.shape[2]
     # Local representation: 3x3 conv C->C (BN, SiLU), then a plain 1x1 projection C->d.
-    local = conv_bn_act(x, channels, 3, name=f"{name}_local", bn_momentum=bn_momentum)
+    local = conv_bn_act(x, channels, 3, name=f"{name}_local")
     local = layers.Conv2D(dim, 1, use_bias=False, kernel_initializer=paper_conv_init(), name=f"{name}_local_proj_conv")(local)
     # Global representation: unfold -> L transformer layers -> LayerNorm -> fold.
     seq = Unfold(patch, name=f"{name}_unfold")(local)
@@ -188,6 +188,6 @@ def mobilevit_block(
     seq = layers.LayerNormalization(epsilon=1e-5, name=f"{name}_norm")(seq)
     glob = Fold(height, width, patch, name=f"{name}_fold")(seq)
     # Fusion: 1x1 d->C, concat with the block input, 3x3 2C->C.
-    glob = conv_bn_act(glob, channels, 1, name=f"{name}_proj", bn_momentum=bn_momentum)
+    glob = conv_bn_act(glob, channels, 1, name=f"{name}_proj")
     fused = layers.Concatenate(name=f"{name}_concat")([x, glob])
-    return conv_bn_act(fused, channels, 3, name=f"{name}_fusion", bn_momentum=bn_momentum)
+    return conv_bn_act(fused, channels, 3, name=f"{name}_fusion")

@@ -194,7 +194,7 @@ class Progress(keras.callbacks.Callback):
             left = (self.epochs - self.epoch) * self.steps * seconds_per_step
             print(f"\nestimate: {seconds_per_step:.2f} s/step, ~{_duration(self.steps * seconds_per_step)} per epoch, "
                   f"~{_duration(left)} for the {self.epochs - self.epoch} epochs left (plus validation). Shorter: "
-                  "--epochs N, --image-size 160 or a smaller variant; faster: a GPU (README, 'Training on a GPU').",
+                  "--epochs N, a smaller --image-size or variant; faster: a GPU (README, 'Training on a GPU').",
                   flush=True)
         if self.lines and now - self.last_print >= self.every and done < self.steps:
             self.last_print = now
