@@ -179,7 +179,7 @@ print(explain.recipe_table(RECIPES))
 #   the occasional huge step.
 # * **`"inception"` augmentation**: see above; ml-cvnets' kind of augmentation (with a milder minimum
 #   area), and the example's crop-and-flip is weak for ~3,000 photos.
-# * **BatchNorm momentum 0.9** (PyTorch's 0.1, the paper's setting): the moving averages that BatchNorm
+# * **BatchNorm momentum 0.9** (PyTorch's 0.1: ml-cvnets' default; the paper does not state it): the moving averages that BatchNorm
 #   uses at inference follow the training statistics within a few dozen steps. Keras' default 0.99,
 #   which the keras-io model keeps, needs hundreds; section 6 shows what that costs. (`-` in the table:
 #   the recipe keeps the model's own momentum. The paper variants are built with 0.9 in any case; the
