@@ -66,9 +66,15 @@ def device_ops(events: list[dict]) -> list[dict]:
     return on_device or ops
 
 
+def op_key(event: dict) -> str:
+    """``module/op``: an HLO instruction's name is unique within its module only."""
+    args = event["args"]
+    return f"{args.get('hlo_module', '')}/{args['hlo_op']}"
+
+
 def self_times(ops: list[dict]) -> list[tuple[str, float]]:
-    """``(hlo_op, self time in us)`` for each event: its duration less that of the events nested in it on
-    the same thread (a ``while`` loop and the ops of its body, say)."""
+    """``(module/op, self time in us)`` for each event: its duration less that of the events nested in it
+    on the same thread (a ``while`` loop and the ops of its body, say)."""
     result = []
     by_thread = collections.defaultdict(list)
     for e in ops:
@@ -81,7 +87,7 @@ def self_times(ops: list[dict]) -> list[tuple[str, float]]:
                 stack.pop()
             if stack:
                 result[stack[-1][1]][1] -= e["dur"]
-            result.append([e["args"]["hlo_op"], float(e["dur"])])
+            result.append([op_key(e), float(e["dur"])])
             stack.append([e["ts"] + e["dur"], len(result) - 1])
     return [(name, max(0.0, us)) for name, us in result]
 
@@ -98,7 +104,8 @@ def busy_us(ops: list[dict]) -> float:
 
 
 def hlo_op_names(dump_dir: Path) -> dict[str, str]:
-    """``{HLO instruction name: the op_name of its metadata}`` from every optimised HLO module XLA dumped.
+    """``{module/instruction: the op_name of its metadata}`` from every optimised HLO module XLA dumped
+    (and ``/instruction`` for trace events that do not name their module).
 
     A fusion often carries no metadata of its own; it then takes that of the computation it calls (its
     root's, else the first that has one). GPU kernels XLA generates are named after their instruction with
@@ -107,14 +114,17 @@ def hlo_op_names(dump_dir: Path) -> dict[str, str]:
     for path in dump_dir.glob("*after_optimizations.txt"):
         in_computation: dict[str, str] = {}  # computation -> the op_name its instructions stand for
         calls: dict[str, str] = {}  # instruction without metadata -> the computation it calls
-        computation = None
+        module = computation = None
         for line in path.read_text(errors="replace").splitlines():
+            if line.startswith("HloModule "):
+                module = line.split()[1].rstrip(",")
+                continue
             if line and not line[0].isspace() and line.rstrip().endswith("{"):
                 computation = line.split()[1 if line.startswith("ENTRY") else 0].lstrip("%")
                 continue
             m = HLO_LINE.match(line)
             if m:
-                names.setdefault(m.group(1), m.group(2))
+                names[f"{module}/{m.group(1)}"] = m.group(2)
                 if computation and (line.lstrip().startswith("ROOT") or computation not in in_computation):
                     in_computation[computation] = m.group(2)
             else:
@@ -123,9 +133,12 @@ def hlo_op_names(dump_dir: Path) -> dict[str, str]:
                     calls[c.group(1)] = c.group(2)
         for instruction, computation in calls.items():
             if computation in in_computation:
-                names.setdefault(instruction, in_computation[computation])
-    for name, op in list(names.items()):
-        names.setdefault(name.replace(".", "_"), op)
+                names.setdefault(f"{module}/{instruction}", in_computation[computation])
+    for key, op in list(names.items()):
+        module, instruction = key.split("/", 1)
+        for alias in {instruction, instruction.replace(".", "_")}:
+            names.setdefault(f"{module}/{alias}", op)
+            names.setdefault(f"/{alias}", op)
     return names
 
 
@@ -174,21 +187,23 @@ def summarize(ops: list[dict], op_names: dict[str, str], steps: int, top: int = 
     """Per-step device time by pass, stage, layer kind and op, from the profiled ops of ``steps`` steps."""
     rows = collections.defaultdict(float)
     counts = collections.Counter()
-    for hlo_op, us in self_times(ops):
-        rows[hlo_op] += us / steps
-        counts[hlo_op] += 1
+    for key, us in self_times(ops):
+        rows[key] += us / steps
+        counts[key] += 1
     by_pass, by_stage, by_kind = collections.Counter(), collections.Counter(), collections.Counter()
-    top_ops = []
-    for hlo_op, us in sorted(rows.items(), key=lambda kv: -kv[1]):
-        op_name = op_names.get(hlo_op)
+    top_ops, matched = [], 0.0
+    for key, us in sorted(rows.items(), key=lambda kv: -kv[1]):
+        module, hlo_op = key.split("/", 1)
+        op_name = op_names.get(key) or op_names.get(f"/{hlo_op}")
+        matched += us if op_name else 0.0
         pass_, layer = attribute(op_name)
         by_pass[pass_] += us
         by_stage[layer_stage(layer) if pass_ in ("forward", "backward") else pass_] += us
         if pass_ in ("forward", "backward"):
             by_kind[(layer_kind(layer), pass_)] += us
         if len(top_ops) < top:
-            top_ops.append({"hlo_op": hlo_op, "ms": us / 1e3, "calls_per_step": counts[hlo_op] / steps, "pass": pass_,
-                            "layer": layer, "op_name": op_name})
+            top_ops.append({"hlo_op": hlo_op, "module": module, "ms": us / 1e3, "calls_per_step": counts[key] / steps,
+                            "pass": pass_, "layer": layer, "op_name": op_name})
     kinds = collections.defaultdict(dict)
     for (kind, pass_), us in by_kind.items():
         kinds[kind][pass_] = us / 1e3
@@ -197,7 +212,7 @@ def summarize(ops: list[dict], op_names: dict[str, str], steps: int, top: int = 
         "busy_ms": busy_us(ops) / steps / 1e3,
         "distinct_ops": len(rows),
         "ops_per_step": sum(counts.values()) / steps,
-        "matched_share": sum(us for op, us in rows.items() if op in op_names) / max(sum(rows.values()), 1e-9),
+        "matched_share": matched / max(sum(rows.values()), 1e-9),
         "by_pass": {k: v / 1e3 for k, v in by_pass.most_common()},
         "by_stage": {k: v / 1e3 for k, v in by_stage.most_common()},
         "by_kind": dict(sorted(kinds.items(), key=lambda kv: -sum(kv[1].values()))),

@@ -17,14 +17,15 @@ step_profile = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(step_profile)
 
 
-def op(name, ts, dur, pid=1, tid=1):
-    return {"ph": "X", "pid": pid, "tid": tid, "ts": ts, "dur": dur, "name": name, "args": {"hlo_op": name}}
+def op(name, ts, dur, pid=1, tid=1, module="jit_train_step"):
+    args = {"hlo_op": name, **({"hlo_module": module} if module else {})}
+    return {"ph": "X", "pid": pid, "tid": tid, "ts": ts, "dur": dur, "name": name, "args": args}
 
 
 def test_self_times_subtract_nested_ops_and_busy_time_is_the_union():
     ops = [op("while.1", 0, 100), op("fusion.2", 10, 30), op("fusion.3", 50, 10), op("convolution.4", 90, 30, tid=2)]
-    assert sorted(step_profile.self_times(ops)) == [("convolution.4", 30.0), ("fusion.2", 30.0), ("fusion.3", 10.0),
-                                                   ("while.1", 60.0)]
+    assert sorted(step_profile.self_times(ops)) == [("jit_train_step/convolution.4", 30.0), ("jit_train_step/fusion.2", 30.0),
+                                                   ("jit_train_step/fusion.3", 10.0), ("jit_train_step/while.1", 60.0)]
     assert step_profile.busy_us(ops) == 120.0  # 0-100 on one thread and 90-120 on the other overlap
 
 
@@ -52,13 +53,22 @@ def test_hlo_names_come_from_metadata_or_from_the_computation_a_fusion_calls(tmp
           ROOT %add.1 = f32[8]{0} add(%loop_multiply_fusion.7, %state), metadata={op_name="jit(train_step)/adam/add"}
         }
         """))
+    (tmp_path / "module_0002.jit__normal.sm_9.0_gpu_after_optimizations.txt").write_text(textwrap.dedent("""\
+        HloModule jit__normal, entry_computation_layout={()->f32[8]{0}}
+
+        ENTRY %main.2 () -> f32[8] {
+          ROOT %add.1 = f32[8]{0} add(), metadata={op_name="jit(_normal)/add"}
+        }
+        """))
     names = step_profile.hlo_op_names(tmp_path)
     backward_attention = "jit(train_step)/transpose(jvp(stage3_mvit_transformer0_attn))/mul"
-    assert names["loop_multiply_fusion.7"] == backward_attention
-    assert names["loop_multiply_fusion_7"] == backward_attention  # the GPU kernel's spelling of the same op
-    assert names["add.1"] == "jit(train_step)/adam/add"
-    summary = step_profile.summarize([op("loop_multiply_fusion_7", 0, 300), op("add.1", 300, 100), op("copy.5", 400, 100)],
-                                     names, steps=2)
+    assert names["jit_train_step/loop_multiply_fusion.7"] == backward_attention
+    assert names["jit_train_step/loop_multiply_fusion_7"] == backward_attention  # the GPU kernel's spelling
+    assert names["jit_train_step/add.1"] == "jit(train_step)/adam/add"  # the same name in another module ...
+    assert names["jit__normal/add.1"] == "jit(_normal)/add"  # ... is another op
+    assert names["/loop_multiply_fusion_7"] == backward_attention  # for a trace event that names no module
+    summary = step_profile.summarize([op("loop_multiply_fusion_7", 0, 300, module=None), op("add.1", 300, 100),
+                                      op("copy.5", 400, 100)], names, steps=2)
     assert summary["by_pass"] == {"backward": 0.15, "optimizer": 0.05, "unattributed": 0.05}  # ms per step
     assert summary["by_kind"] == {"mvit_transformer_attn": {"backward": 0.15}}
     assert summary["matched_share"] == 0.8 and summary["busy_ms"] == 0.25
