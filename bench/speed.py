@@ -230,6 +230,7 @@ def run(args) -> dict:
         models.append("timm mobilevit_xxs")
     report = {"command": "python bench/speed.py " + " ".join(sys.argv[1:]), "rows": [], "environments": {},
               "settings": {k: getattr(args, k) for k in ("batch_sizes", "precisions", "image_size", "warmup", "steps")}}
+    path = None
     for model in models:
         for precision in args.precisions:
             request = {"model": model, "precision": precision, "batch_sizes": args.batch_sizes, "image_size": args.image_size,
@@ -237,7 +238,7 @@ def run(args) -> dict:
             print(f"measuring {model}, {precision}, batch sizes {args.batch_sizes} ...", flush=True)
             try:
                 result = run_child(request, args.timeout)
-            except (RuntimeError, subprocess.TimeoutExpired) as e:  # a crash (or a hang) of one model: report it, go on
+            except Exception as e:  # noqa: BLE001  (a crash, a hang or garbled output of one model: report it, go on)
                 error = f"{type(e).__name__}: {str(e)[-300:]}"
                 result = {"rows": [{"model": model, "precision": precision, "batch_size": b, "error": error}
                                    for b in args.batch_sizes], "environment": None}
@@ -246,7 +247,10 @@ def run(args) -> dict:
                 report["environments"][model] = result["environment"]
             for r in result["rows"]:
                 print("   ", {k: (round(v, 1) if isinstance(v, float) else v) for k, v in r.items()}, flush=True)
-            path = write_report(report, Path(args.out))
+            previous, path = path, write_report(report, Path(args.out))
+            if previous and previous != path:  # named after the device once a Keras model has reported it
+                for suffix in (".md", ".json"):
+                    previous.with_suffix(suffix).unlink(missing_ok=True)
     print(format_markdown(report))
     print(f"wrote {path}.md and .json")
     return report
@@ -258,8 +262,9 @@ def write_report(report: dict, out: Path) -> Path:
     report["title"] = f"{keras_env.get('device', 'unknown device')}, {keras_env.get('framework', '')}"
     out.mkdir(parents=True, exist_ok=True)
     stem = re.sub(r"[^a-z0-9]+", "-", f"speed {keras_env.get('device', '')} {keras_env.get('framework', '').split(' on ')[-1]}".lower()).strip("-")
-    (out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
-    (out / f"{stem}.md").write_text(format_markdown(report))
+    for suffix, text in ((".json", json.dumps(report, indent=1) + "\n"), (".md", format_markdown(report))):
+        (out / f"{stem}{suffix}.tmp").write_text(text)
+        os.replace(out / f"{stem}{suffix}.tmp", out / f"{stem}{suffix}")  # never a half-written report
     return out / stem
 
 

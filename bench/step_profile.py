@@ -55,15 +55,23 @@ def read_trace(trace_dir: Path) -> list[dict]:
     return data["traceEvents"] if isinstance(data, dict) else data
 
 
-def device_ops(events: list[dict]) -> list[dict]:
-    """The executed XLA ops: complete events that name an HLO op, on the accelerator when there is one.
+def device_ops(events: list[dict]) -> tuple[list[dict], bool]:
+    """The executed XLA ops -- complete events that name an HLO op -- and whether they ran on an accelerator.
 
-    On a GPU the host also records events for the ops it launches; only the device's own (processes named
-    ``/device:...``) are kept then. On a CPU the ops run on host threads, which are all there is."""
+    On a GPU the host also records an event for every kernel it launches; only the device's own (processes
+    named ``/device:...``, one event per kernel on a stream) are kept then, and a trace with a device but no
+    op events on it is an error rather than a silent profile of kernel launches. On a CPU the ops run on
+    host threads, which are all there is."""
     names = {e["pid"]: e.get("args", {}).get("name", "") for e in events if e.get("ph") == "M" and e.get("name") == "process_name"}
     ops = [e for e in events if e.get("ph") == "X" and "hlo_op" in e.get("args", {}) and not e["name"].startswith("end: ")]
-    on_device = [e for e in ops if names.get(e["pid"], "").startswith("/device:")]
-    return on_device or ops
+    devices = {pid for pid, name in names.items() if name.startswith("/device:")}
+    if not devices:
+        return ops, False
+    on_device = [e for e in ops if e["pid"] in devices]
+    if not on_device:
+        raise RuntimeError(f"the trace has device processes ({', '.join(sorted(names[p] for p in devices))}) but no op "
+                           "events on them (is CUPTI available?)")
+    return on_device, True
 
 
 def op_key(event: dict) -> str:
@@ -72,9 +80,12 @@ def op_key(event: dict) -> str:
     return f"{args.get('hlo_module', '')}/{args['hlo_op']}"
 
 
-def self_times(ops: list[dict]) -> list[tuple[str, float]]:
+def self_times(ops: list[dict], nested: bool = True) -> list[tuple[str, float]]:
     """``(module/op, self time in us)`` for each event: its duration less that of the events nested in it
-    on the same thread (a ``while`` loop and the ops of its body, say)."""
+    on the same thread (a ``while`` loop and the ops of its body, say, on a CPU). Kernels on a GPU stream
+    never nest (``nested=False``), and back-to-back ones must not be taken for nested by a rounded time."""
+    if not nested:
+        return [(op_key(e), float(e["dur"])) for e in ops]
     result = []
     by_thread = collections.defaultdict(list)
     for e in ops:
@@ -111,7 +122,7 @@ def hlo_op_names(dump_dir: Path) -> dict[str, str]:
     root's, else the first that has one). GPU kernels XLA generates are named after their instruction with
     ``.`` turned into ``_``, so those spellings map too (for trace events named after a kernel)."""
     names: dict[str, str] = {}
-    for path in dump_dir.glob("*after_optimizations.txt"):
+    for path in sorted(dump_dir.glob("*after_optimizations.txt")):  # module_0001 ... : a recompiled module's newest wins
         in_computation: dict[str, str] = {}  # computation -> the op_name its instructions stand for
         calls: dict[str, str] = {}  # instruction without metadata -> the computation it calls
         module = computation = None
@@ -183,18 +194,18 @@ def layer_stage(layer: str) -> str:
     return m.group(1) if m else layer
 
 
-def summarize(ops: list[dict], op_names: dict[str, str], steps: int, top: int = 25) -> dict:
+def summarize(ops: list[dict], op_names: dict[str, str], steps: int, top: int = 25, nested: bool = True) -> dict:
     """Per-step device time by pass, stage, layer kind and op, from the profiled ops of ``steps`` steps."""
     rows = collections.defaultdict(float)
     counts = collections.Counter()
-    for key, us in self_times(ops):
+    for key, us in self_times(ops, nested):
         rows[key] += us / steps
         counts[key] += 1
     by_pass, by_stage, by_kind = collections.Counter(), collections.Counter(), collections.Counter()
     top_ops, matched = [], 0.0
     for key, us in sorted(rows.items(), key=lambda kv: -kv[1]):
         module, hlo_op = key.split("/", 1)
-        op_name = op_names.get(key) or op_names.get(f"/{hlo_op}")
+        op_name = op_names.get(key) if module else op_names.get(f"/{hlo_op}")  # no module named: any module's
         matched += us if op_name else 0.0
         pass_, layer = attribute(op_name)
         by_pass[pass_] += us
@@ -222,7 +233,7 @@ def summarize(ops: list[dict], op_names: dict[str, str], steps: int, top: int = 
 
 def format_markdown(report: dict) -> str:
     s, total = report["summary"], report["summary"]["op_ms"]
-    step = report["step_ms"]
+    step, traced = report["step_ms"], report.get("traced_step_ms", report["step_ms"])
 
     def pct(ms):
         return f"{100 * ms / total:.1f}%" if total else "-"
@@ -231,8 +242,8 @@ def format_markdown(report: dict) -> str:
         f"# Profile: {report['variant']}, {report['mode']}, batch {report['batch_size']}, {report['image_size']} px, "
         f"{report['precision']}", "", f"`{report['command']}`", "",
         f"- {report['framework']}, {report['device']}",
-        f"- step {step:.2f} ms ({report['batch_size'] / step * 1e3:,.0f} images/s while profiled); the device ran "
-        f"ops for {s['busy_ms']:.2f} ms of it ({100 * s['busy_ms'] / step:.0f}%); {s['ops_per_step']:.0f} ops per step "
+        f"- step {step:.2f} ms ({report['batch_size'] / step * 1e3:,.0f} images/s); profiled {traced:.2f} ms, of which "
+        f"the device ran ops for {s['busy_ms']:.2f} ms ({100 * s['busy_ms'] / traced:.0f}%); {s['ops_per_step']:.0f} ops per step "
         f"({s['distinct_ops']} distinct), their self times sum to {total:.2f} ms",
         f"- {100 * s['matched_share']:.0f}% of that time is matched to HLO metadata (layer names)", "",
         "| pass | ms / step | share |", "|---|---|---|",
@@ -261,21 +272,45 @@ def start_xla_dump(work: Path) -> None:
 
 
 def trace(step, warmup: int, steps: int, work: Path) -> dict:
-    """Call ``step()`` ``warmup`` times, then ``steps`` times under JAX's profiler; the executed ops, the
-    layer names XLA recorded for them (needs :func:`start_xla_dump` first) and the seconds per step."""
+    """Call ``step()`` ``warmup`` times, ``steps`` times untraced (the step's own speed), then ``steps`` times
+    under JAX's profiler; the executed ops, whether they ran on an accelerator, the layer names XLA recorded
+    for them (needs :func:`start_xla_dump` first) and the milliseconds per step, untraced and traced.
+
+    Profiling slows a step (on a GPU, XLA runs ops one by one instead of as CUDA graphs while a profiler
+    is active), so the busy share is measured against the traced step and the untraced one is reported
+    beside it. Python calls are not traced (``python_tracer_level=0``)."""
     import jax
 
-    for _ in range(warmup):
-        step()
-    with jax.profiler.trace(str(work / "trace"), create_perfetto_trace=True):
+    def timed():
         start = time.perf_counter()
         for _ in range(steps):
             step()  # train_on_batch and predict_on_batch return host values: each call ends with its step done
-        seconds = time.perf_counter() - start
-    ops = device_ops(read_trace(work / "trace"))
+        return 1e3 * (time.perf_counter() - start) / steps
+
+    for _ in range(warmup):
+        step()
+    untraced_ms = timed()
+    options = jax.profiler.ProfileOptions()
+    options.python_tracer_level = 0
+    with jax.profiler.trace(str(work / "trace"), create_perfetto_trace=True, profiler_options=options):
+        traced_ms = timed()
+    ops, on_device = device_ops(read_trace(work / "trace"))
     if not ops:
         raise RuntimeError(f"the profile under {work / 'trace'} has no XLA op events")
-    return {"ops": ops, "op_names": hlo_op_names(work / "hlo"), "step_ms": 1e3 * seconds / steps}
+    return {"ops": ops, "on_device": on_device, "op_names": hlo_op_names(work / "hlo"), "step_ms": untraced_ms,
+            "traced_step_ms": traced_ms}
+
+
+def keep_for_debugging(work: Path, out: Path) -> Path:
+    """Copy the trace and the dumped HLO text of a failed profile to ``out`` (a temp folder is lost with the
+    machine a GPU run is lent)."""
+    target = out / "profile-failed"
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(work / "trace", target / "trace", dirs_exist_ok=True) if (work / "trace").is_dir() else None
+    for path in (work / "hlo").glob("*after_optimizations.txt"):
+        (target / "hlo").mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target / "hlo" / path.name)
+    return target
 
 
 def profile(args) -> dict:
@@ -304,7 +339,12 @@ def profile(args) -> dict:
     model = create_mobilevit(args.variant, 5, args.image_size)
     compile_model(model, get_recipe("keras-io", batch_size=args.batch_size), steps_per_epoch=1)
     step = (lambda: model.train_on_batch(x, y)) if args.mode == "train" else (lambda: model.predict_on_batch(x))
-    traced = trace(step, args.warmup, args.steps, work)
+    try:
+        traced = trace(step, args.warmup, args.steps, work)
+        summary = summarize(traced["ops"], traced["op_names"], args.steps, top=args.top, nested=not traced["on_device"])
+    except Exception:
+        print(f"profiling failed; the trace and HLO are in {keep_for_debugging(work, Path(args.out))}", file=sys.stderr)
+        raise
     if args.keep:
         print(f"kept the trace and HLO dump in {work}")
     else:
@@ -312,8 +352,9 @@ def profile(args) -> dict:
     return {"command": " ".join(["python bench/step_profile.py", *sys.argv[1:]]),
             "variant": args.variant, "mode": args.mode, "batch_size": args.batch_size, "image_size": args.image_size,
             "precision": args.precision, "steps": args.steps, "step_ms": traced["step_ms"],
+            "traced_step_ms": traced["traced_step_ms"],
             "framework": f"Keras {keras.__version__} on JAX {jax.__version__}", "device": describe_device(),
-            "summary": summarize(traced["ops"], traced["op_names"], args.steps, top=args.top)}
+            "summary": summary}
 
 
 def run(args) -> dict:

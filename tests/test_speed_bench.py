@@ -111,3 +111,4 @@ def test_a_model_that_crashes_is_reported_and_the_run_goes_on(tmp_path, monkeypa
     report = speed.run(speed.parse_args(["--variants", "keras-io", "xxs", "--out", str(tmp_path)]))
     assert [("error" in r, r["model"]) for r in report["rows"]] == [(True, "keras-io"), (False, "xxs")]
     assert "exit code -9: Killed" in (tmp_path / "speed-cpu-2-cores-jax.md").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["speed-cpu-2-cores-jax.json", "speed-cpu-2-cores-jax.md"]  # no stale "speed.md"

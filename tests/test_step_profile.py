@@ -34,8 +34,16 @@ def test_device_ops_keep_the_accelerator_s_events_when_there_are_any():
             {"ph": "M", "name": "process_name", "pid": 2, "args": {"name": "/device:GPU:0"}}]
     host, device = op("fusion.1", 0, 5, pid=1), op("fusion.1", 1, 4, pid=2)
     untagged = {"ph": "X", "pid": 2, "tid": 1, "ts": 0, "dur": 9, "name": "ThunkExecutor::Execute", "args": {}}
-    assert step_profile.device_ops(meta + [host, device, untagged, {**device, "name": "end: fusion.1"}]) == [device]
-    assert step_profile.device_ops(meta[:1] + [host, untagged]) == [host]  # a CPU run: the host's ops are all there is
+    assert step_profile.device_ops(meta + [host, device, untagged, {**device, "name": "end: fusion.1"}]) == ([device], True)
+    assert step_profile.device_ops(meta[:1] + [host, untagged]) == ([host], False)  # a CPU run: the host's ops are all there is
+    with pytest.raises(RuntimeError, match="no op events on them"):  # not a silent profile of kernel launches
+        step_profile.device_ops(meta + [host, untagged])
+
+
+def test_kernels_on_a_gpu_stream_never_nest():
+    back_to_back = [op("fusion.1", 0.0, 10.0001), op("fusion.2", 10.0, 5.0)]  # a rounded start inside the last one
+    assert step_profile.self_times(back_to_back, nested=False) == [("jit_train_step/fusion.1", 10.0001),
+                                                                   ("jit_train_step/fusion.2", 5.0)]
 
 
 def test_hlo_names_come_from_metadata_or_from_the_computation_a_fusion_calls(tmp_path):

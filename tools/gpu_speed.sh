@@ -5,21 +5,33 @@
 #     OUT=results tools/gpu_speed.sh
 #
 # 1. where xxs's training step spends its time on this device (bench/step_profile.py, ~1-2 minutes);
-# 2. the side-by-side table (bench/speed.py): keras-io, xxs, timm's mobilevit_xxs, xs, s; fp32 and mixed
-#    bfloat16; batch 64, 128, 256. It rewrites its report after every model, so when the time budget runs
-#    out the report holds every model measured until then.
+# 2. the side-by-side table (bench/speed.py): xxs, timm's mobilevit_xxs, keras-io, xs, s (in that order);
+#    fp32 and mixed bfloat16; batch 64 and 256. It rewrites its report after every model, so when the
+#    budget runs out the report holds every model measured until then.
 # BUDGET (seconds, default 540) bounds the whole script; PROFILE_ARGS / SPEED_ARGS replace the defaults
 # (a dry run on a CPU: PROFILE_ARGS="--image-size 64 --batch-size 4 --steps 1 --warmup 1"
-#  SPEED_ARGS="--variants keras-io xxs --timm --batch-sizes 2 --image-size 64 --warmup 1 --steps 1").
+#  SPEED_ARGS="--variants xxs keras-io --timm --batch-sizes 2 --image-size 64 --warmup 1 --steps 1").
 set -uo pipefail
 cd "$(dirname "$0")/.."
-python -c "import keras" 2>/dev/null || python -m pip install --quiet --no-index --find-links wheels keras==3.15.1
+PY=${PYTHON:-python}
 export KERAS_BACKEND=jax
+$PY -c "import keras" 2>/dev/null || $PY -m pip install --quiet --no-index --find-links wheels keras==3.15.1
 OUT=${OUT:-bench}
 BUDGET=${BUDGET:-540}
-timeout 150 python bench/step_profile.py --variant xxs --out "$OUT" ${PROFILE_ARGS:---batch-size 64} \
-    || echo "step_profile: stopped or failed (exit $?)"
-timeout $((BUDGET - SECONDS)) python bench/speed.py --out "$OUT" ${SPEED_ARGS:---variants keras-io xxs xs s \
-    --timm --batch-sizes 64 128 256 --precisions float32 mixed_bfloat16} \
-    || echo "speed: stopped at the time budget or failed (exit $?); $OUT/speed-*.md has every model measured before"
+left() { echo $((BUDGET - SECONDS)); }   # seconds of the budget left (bash's SECONDS: since the script started)
+# `timeout` signals its whole process group (bench/speed.py's children too); -k: SIGKILL 15 s later.
+if (($(left) > 30)); then
+    limit=$(left); ((limit > 150)) && limit=150
+    timeout -k 15 "$limit" $PY bench/step_profile.py --variant xxs --out "$OUT" ${PROFILE_ARGS:---batch-size 64} \
+        || echo "step_profile: stopped or failed (exit $?)"
+else
+    echo "step_profile: not started, $(left) s of the budget left"
+fi
+if (($(left) > 30)); then
+    timeout -k 15 "$(left)" $PY bench/speed.py --out "$OUT" ${SPEED_ARGS:---variants xxs keras-io xs s --timm \
+        --batch-sizes 64 256 --precisions float32 mixed_bfloat16} \
+        || echo "speed: stopped at the budget or failed (exit $?); $OUT/speed-*.md has every model measured before"
+else
+    echo "speed: not started, $(left) s of the budget left"
+fi
 ls -l "$OUT"
