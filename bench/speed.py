@@ -74,8 +74,9 @@ def peak_rss_mib() -> float | None:
     return None
 
 
-def measure_keras(variant: str, precision: str, batch_size: int, image_size: int, warmup: int, steps: int) -> dict:
-    """Training and inference images/s of one mvlib variant on the current Keras backend."""
+def synthetic_step(variant: str, precision: str, batch_size: int, image_size: int):
+    """What the benchmarks time: an mvlib variant compiled with the keras-io recipe under ``precision``, and
+    one in-memory batch of float32 RGB pixels in [0, 255] with one-hot labels -> ``(model, x, y)``."""
     import keras
     import numpy as np
 
@@ -89,6 +90,12 @@ def measure_keras(variant: str, precision: str, batch_size: int, image_size: int
     y = np.eye(5, dtype="float32")[rng.integers(0, 5, batch_size)]
     model = create_mobilevit(variant, 5, image_size)
     compile_model(model, get_recipe("keras-io", batch_size=batch_size), steps_per_epoch=1)
+    return model, x, y
+
+
+def measure_keras(variant: str, precision: str, batch_size: int, image_size: int, warmup: int, steps: int) -> dict:
+    """Training and inference images/s of one mvlib variant on the current Keras backend."""
+    model, x, y = synthetic_step(variant, precision, batch_size, image_size)
     train = time_calls(lambda: model.train_on_batch(x, y), warmup, steps)
     infer = time_calls(lambda: model.predict_on_batch(x), warmup, steps)
     return {"train_images_per_s": images_per_s(train, batch_size), "infer_images_per_s": images_per_s(infer, batch_size),

@@ -320,7 +320,6 @@ def profile(args) -> dict:
     os.environ.setdefault("KERAS_BACKEND", "jax")
     sys.path.insert(0, str(ROOT))
     import keras
-    import numpy as np
 
     if keras.backend.backend() != "jax":
         raise SystemExit(f"bench/step_profile.py profiles with JAX's profiler: run it with KERAS_BACKEND=jax "
@@ -328,16 +327,11 @@ def profile(args) -> dict:
     import jax
 
     from mvlib.device import describe_device
-    from mvlib.model import create_mobilevit
-    from mvlib.training.recipes import compile_model, get_recipe
 
-    keras.config.set_dtype_policy(args.precision)
-    keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 255, (args.batch_size, args.image_size, args.image_size, 3)).astype("float32")
-    y = np.eye(5, dtype="float32")[rng.integers(0, 5, args.batch_size)]
-    model = create_mobilevit(args.variant, 5, args.image_size)
-    compile_model(model, get_recipe("keras-io", batch_size=args.batch_size), steps_per_epoch=1)
+    sys.path.insert(0, str(ROOT / "bench"))
+    from speed import synthetic_step  # the very step bench/speed.py times
+
+    model, x, y = synthetic_step(args.variant, args.precision, args.batch_size, args.image_size)
     step = (lambda: model.train_on_batch(x, y)) if args.mode == "train" else (lambda: model.predict_on_batch(x))
     try:
         traced = trace(step, args.warmup, args.steps, work)
