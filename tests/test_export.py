@@ -2,7 +2,8 @@
 catches the keras-io recipe's NaN model; the predictor and the latency/measurement helpers work.
 
 Offline and small: one untrained ``xxs`` at 64x64 with 5 classes, exported once per module (the
-SavedModel is written once for all four kinds). Most of the runtime is the converter itself.
+SavedModel is written once for all four kinds); the int8 file's recipe (only attention kept float, size
+and op profiles) is checked here too, on that file. Most of the runtime is the converter itself.
 
 About the thresholds: an *untrained* model's softmax outputs are nearly uniform (all five
 probabilities within a few 1e-3 of 0.2), so its top-1 class is decided by tiny margins, and on
@@ -29,6 +30,7 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from mvlib.data import synthetic_images
 from mvlib.litert.export import KINDS, export_all, export_litert, export_seed_recipe
+from mvlib.litert import opprofile, quantize
 from mvlib.litert.inspect import list_ops
 from mvlib.litert.measure import BASELINE_FILE, measure_exports, measure_latency, measure_with_baseline
 from mvlib.litert.parity import ExportCheckError, check_parity
@@ -116,6 +118,35 @@ def test_int8_input_is_raw_pixels(exports):
     assert zero_point == 0 and abs(scale - 1.0) < 0.02  # uint8 pixels go in (almost) unchanged
     pixels = np.arange(256, dtype=np.float32)
     np.testing.assert_array_equal(runner.quantize_input(pixels), np.clip(np.round(pixels / scale), 0, 255))
+
+
+def test_int8_file_keeps_only_attention_in_float(model, exports):
+    int8_file = exports[1]["int8"].path
+    ops = list_ops(int8_file)
+    assert "SQUARED_DIFFERENCE" not in ops and "NEG" not in ops  # the LayerNorms became integer-friendly
+    assert ops["BATCH_MATMUL"] > 0 and ops["SOFTMAX"] > 0 and ops["QUANTIZE"] > 1 and ops["DEQUANTIZE"] > 1
+    report = check_parity(model, int8_file, synthetic_images(8, (SIZE, SIZE), seed=3), "int8", min_agreement=0.0, max_abs_diff=0.2)
+    assert report.passed, report.summary()
+
+
+def test_size_breakdown_accounts_for_every_byte(exports):
+    int8_file = exports[1]["int8"].path
+    sizes = quantize.size_breakdown(int8_file)
+    assert sum(sizes.values()) == int8_file.stat().st_size
+    assert max(sizes, key=sizes.get) == "INT8 constants"  # the weights are the file
+    assert sizes["tensor names"] < 10_000  # shortened
+
+
+def test_op_profile_covers_every_op(exports):
+    int8_file = exports[1]["int8"].path
+    rows = opprofile.profile_ops(int8_file, runs=1, warmup=0)
+    assert len(rows) == sum(list_ops(int8_file).values())
+    totals = opprofile.by_op_type(rows)
+    assert sum(t["count"] for t in totals.values()) == len(rows)
+    assert totals["CONV_2D"]["xnnpack"] == totals["CONV_2D"]["count"]  # int8 convolutions run in XNNPACK
+    assert list(totals.values())[0]["ms"] >= list(totals.values())[-1]["ms"]
+    fig = opprofile.plot_profiles({"int8": rows}, top=5)
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == list(totals)[:5]
 
 
 def _tiny_classifier(size: int = 32, num_classes: int = len(CLASSES)):

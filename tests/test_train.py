@@ -1,6 +1,6 @@
 """Recipes, checkpoint/resume, progress lines and multi-device training, on tiny synthetic runs (64 px, a few steps).
 
-These run on the default (TensorFlow) backend; tests/test_train_jax.py trains on JAX.
+These run on the default (TensorFlow) backend; tests/test_jax.py trains on JAX.
 """
 
 import json
@@ -121,7 +121,6 @@ def test_resume_after_interruption_matches_uninterrupted_run(tiny_data, tiny_dat
     assert settings["class_names"] == tiny_data.class_names and model.input_shape == (None, 64, 64, 3)
     for a, b in zip(model.weights, resumed.model.weights):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
-    assert load_trained(tmp_path / "resumed", image_size=96)[0].input_shape == (None, 96, 96, 3)
 
     evaluation = evaluate_model(model, tiny_data.val, tiny_data.class_names)
     direct = np.concatenate([np.asarray(model(x, training=False)).argmax(1) for x, _ in tiny_data.val])
@@ -135,13 +134,14 @@ def test_resume_after_interruption_matches_uninterrupted_run(tiny_data, tiny_dat
     data96 = load_flowers("synthetic", tiny_data_dir, image_size=96, batch_size=8, limit=20, augment=False)
     info = json.loads((publish_run(tmp_path / "resumed", image_size=96, data=data96, folder=tmp_path / "shipped")
                        / "run.json").read_text())
-    model96 = load_trained(tmp_path / "resumed", image_size=96)[0]
+    model96 = load_trained(tmp_path / "resumed", image_size=96)[0]  # the same weights, built for 96 px
+    assert model96.input_shape == (None, 96, 96, 3)
     assert info["image_size"] == 96 and info["results"]["epoch"] == 2
     assert info["results"]["val_accuracy_at_image_size"] == evaluate_model(model96, data96.val, data96.class_names).accuracy
 
     # A second stage at another size starts from the run folder's last epoch and ships as one run.
     stage2 = train("xxs", data96, tmp_path / "stage2", get_recipe("fixres", epochs=1, batch_size=8), verbose=0,
-                   initial_weights=tmp_path / "resumed", **TINY)
+                   initial_weights=tmp_path / "resumed", **{**TINY, "steps_per_epoch": 1})
     start = create_mobilevit("xxs", tiny_data.num_classes, 96)
     load_initial_weights(start, tmp_path / "resumed")
     for a, b in zip(start.weights, model96.weights):

@@ -66,6 +66,12 @@ def publish_run(run_dir: str | os.PathLike, name: str = DEFAULT, weights: str | 
         raise FileNotFoundError(f"{run.path} is not a run folder (no state.json); train first")
     settings = state["settings"]
     image_size = image_size or settings["image_size"]
+    if image_size != settings["image_size"]:
+        if data is None or data.image_size != image_size:
+            raise ValueError(f"the run was trained at {settings['image_size']}; to publish it for {image_size}, "
+                             f"pass the data loaded at {image_size} so its accuracy there can be measured")
+        if data.class_names != settings["class_names"]:
+            raise ValueError(f"the data's classes {data.class_names} differ from the run's {settings['class_names']}")
     model, _ = load_trained(run_dir, weights, image_size)  # uncompiled: its weights file has no optimizer
     stages = run_stages(settings, state["history"])
     history = [row for stage in stages for row in stage.pop("history")]
@@ -76,11 +82,6 @@ def publish_run(run_dir: str | os.PathLike, name: str = DEFAULT, weights: str | 
                        stages=stages)
         settings = {**settings, "initial_weights": {k: v for k, v in settings["initial_weights"].items() if k != "history"}}
     if image_size != settings["image_size"]:
-        if data is None or data.image_size != image_size:
-            raise ValueError(f"the run was trained at {settings['image_size']}; to publish it for {image_size}, "
-                             f"pass the data loaded at {image_size} so its accuracy there can be measured")
-        if data.class_names != settings["class_names"]:
-            raise ValueError(f"the data's classes {data.class_names} differ from the run's {settings['class_names']}")
         results["val_accuracy_at_image_size"] = evaluate_model(model, data.val, data.class_names).accuracy
         results["note"] = (f"trained at {settings['image_size']}x{settings['image_size']}: the history's "
                            f"val_accuracy is measured at that size; val_accuracy_at_image_size is measured at "
