@@ -13,6 +13,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python -c "import keras" 2>/dev/null || python -m pip install --quiet --no-index --find-links wheels keras==3.15.1
 export KERAS_BACKEND=jax
+# Every process below builds a model: under JAX each new weight shape compiles its own initializer kernel
+# (~20 s per xxs on a 2-core CPU). JAX's persistent cache lets later processes reuse what earlier ones compiled.
+export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-${TMPDIR:-/tmp}/mvlib-jax-cache}
+export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=${JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS:-0}
 OUT=${OUT:-runs}
 # ARGS: extra train options, e.g. ARGS="--epochs 1 --limit 64" for a dry run of this script on a CPU
 ARGS=(--source folder --data-dir ${DATA_DIR:-data/flowers256} ${ARGS:-})
