@@ -32,7 +32,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from mvlib.analysis import explain
-from mvlib.data import RESIZE_MARGIN, Batches, TrainStream, augment, mix_batch, one_hot
+from mvlib.data import RESIZE_MARGIN, TrainStream, augment, mix_batch, one_hot
 from mvlib.training.evaluate import evaluate_model
 from mvlib.notebook import by_mode, example_photo, format_table, load_data, show_jpeg, show_source
 from mvlib.training.pretrained import PRETRAINED_DIR, load_pretrained, pretrained_info, read_history, stage_settings
@@ -53,7 +53,7 @@ from mvlib.analysis.figures import plot_confusion_matrix, plot_history, show_ima
 # project's generated synthetic set, saying so, so that the notebook still runs.)
 
 # %% tags=["nbval-ignore-output"]
-data = load_data()
+data = load_data(limit=by_mode(None, 64))  # quick mode (the test run): 64 photos per split
 print(data.describe())
 
 # %% [markdown]
@@ -355,7 +355,7 @@ model, info = load_pretrained()
 trained_at = " then ".join(f"{s['image_size']}x{s['image_size']}" for s in stage_settings(info["settings"]))
 print(f"trained at {trained_at}, evaluated at {model.input_shape[1]}x{model.input_shape[2]}")
 if model.input_shape[1] != data.image_size:
-    data = load_data(image_size=model.input_shape[1])
+    data = load_data(image_size=model.input_shape[1], limit=by_mode(None, 64))
 evaluation = evaluate_model(model, data.val, data.class_names)
 print(evaluation.report())
 if data.source != info["settings"]["data_source"]:
@@ -434,15 +434,13 @@ plt.show()
 # and sets every BatchNorm layer's moving mean and variance to `keep * initial + (1 - keep) * trained`,
 # as if the averages had seen only the final statistics, for `steps` updates; nothing else changes.
 # Below: the trained statistics, the lag left by one epoch at momentum 0.99 (keep = 0.99**52) and at
-# 0.9 (keep = 0.9**52), on the validation photos (quick mode: the first 128).
+# 0.9 (keep = 0.9**52), on the validation photos.
 
 # %% tags=["nbval-ignore-output"]
-count = by_mode(data.num_val, 128)  # quick mode: the first 128 photos
-val_subset = Batches(data.val_images[:count], data.val_labels[:count], data.num_classes)
 keeps = {"trained statistics": 0.0, "one epoch at momentum 0.99": 0.99**steps, "one epoch at momentum 0.9": 0.9**steps}
 lagged = {}
 for label, keep in keeps.items():
-    lagged[label] = evaluate_model(explain.lag_batchnorm_statistics(model, keep), val_subset, data.class_names)
+    lagged[label] = evaluate_model(explain.lag_batchnorm_statistics(model, keep), data.val, data.class_names)
     predicted = np.bincount(lagged[label].predictions, minlength=data.num_classes)
     print(f"{label} (keep {keep:.3f}): top-1 {lagged[label].accuracy:.1%}; "
           f"{predicted.max() / predicted.sum():.0%} of the photos predicted as {data.class_names[predicted.argmax()]}")
