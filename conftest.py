@@ -7,9 +7,6 @@
   "building the font cache" notice would otherwise land in a compared cell as stderr.
 * nbval's sanitize file is given relative to the repository root in ``pyproject.toml``; resolve it there
   so pytest also works when started from another directory.
-* The files that take a minute or more start first. pytest-xdist hands out whole files (``--dist
-  loadfile``), by default the files with the most tests first (``--no-loadscope-reorder`` turns that off):
-  these few-test files came last and could end up together on one worker while the other sat idle.
 """
 
 import os
@@ -21,21 +18,6 @@ try:  # build matplotlib's font cache here, not in a notebook kernel where its n
     import matplotlib.font_manager  # noqa: F401
 except ImportError:
     pass
-
-
-# Longest first (``--durations``, README "Tests"), so that the workers finish at about the same time.
-LONGEST_FIRST = (
-    "notebooks/05_litert.ipynb",
-    "notebooks/04_training.ipynb",
-    "tests/test_jax.py",
-    "tests/test_export.py",
-    "tests/test_train.py",
-)
-
-
-def pytest_collection_modifyitems(config, items):
-    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable: files stay whole, in order
 
 
 def pytest_configure(config):
