@@ -269,6 +269,8 @@ def start_xla_dump(work: Path) -> None:
     once, when JAX starts its backend: call this before the first computation."""
     flags = f"--xla_dump_to={work / 'hlo'} --xla_dump_hlo_as_text"
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
+    # A program loaded from JAX's persistent cache (tools/gpu_*.sh turn it on) is not compiled, so not dumped.
+    os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)
 
 
 def trace(step, warmup: int, steps: int, work: Path) -> dict:
