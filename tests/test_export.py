@@ -73,6 +73,11 @@ def exports(model, calibration, tmp_path_factory):
     return directory, results
 
 
+@pytest.fixture(scope="module")
+def int8_file(exports):
+    return exports[1]["int8"].path
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_each_kind_is_checked_and_builtin_only(exports, kind):
     directory, results = exports
@@ -112,16 +117,15 @@ def test_sizes_and_accuracy_order(exports):
     assert results["float16"].parity.max_abs_diff < results["dynamic"].parity.max_abs_diff
 
 
-def test_int8_input_is_raw_pixels(exports):
-    runner = LiteRTRunner(exports[1]["int8"].path)
+def test_int8_input_is_raw_pixels(int8_file):
+    runner = LiteRTRunner(int8_file)
     scale, zero_point = runner._input["quantization"]
     assert zero_point == 0 and abs(scale - 1.0) < 0.02  # uint8 pixels go in (almost) unchanged
     pixels = np.arange(256, dtype=np.float32)
     np.testing.assert_array_equal(runner.quantize_input(pixels), np.clip(np.round(pixels / scale), 0, 255))
 
 
-def test_int8_file_keeps_only_attention_in_float(model, exports):
-    int8_file = exports[1]["int8"].path
+def test_int8_file_keeps_only_attention_in_float(model, int8_file):
     ops = list_ops(int8_file)
     assert "SQUARED_DIFFERENCE" not in ops and "NEG" not in ops  # the LayerNorms became integer-friendly
     assert ops["BATCH_MATMUL"] > 0 and ops["SOFTMAX"] > 0 and ops["QUANTIZE"] > 1 and ops["DEQUANTIZE"] > 1
@@ -129,16 +133,14 @@ def test_int8_file_keeps_only_attention_in_float(model, exports):
     assert report.passed, report.summary()
 
 
-def test_size_breakdown_accounts_for_every_byte(exports):
-    int8_file = exports[1]["int8"].path
+def test_size_breakdown_accounts_for_every_byte(int8_file):
     sizes = quantize.size_breakdown(int8_file)
     assert sum(sizes.values()) == int8_file.stat().st_size
     assert max(sizes, key=sizes.get) == "INT8 constants"  # the weights are the file
     assert sizes["tensor names"] < 10_000  # shortened
 
 
-def test_op_profile_covers_every_op(exports):
-    int8_file = exports[1]["int8"].path
+def test_op_profile_covers_every_op(int8_file):
     rows = opprofile.profile_ops(int8_file, runs=1, warmup=0)
     assert len(rows) == sum(list_ops(int8_file).values())
     totals = opprofile.by_op_type(rows)

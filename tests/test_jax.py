@@ -29,7 +29,7 @@ JAX_SCRIPT = textwrap.dedent(
     from mvlib.training.recipes import get_recipe
     from mvlib.training.run import train
 
-    out = sys.argv[2]
+    out, size = sys.argv[2], int(sys.argv[3])
     print("backend", keras.backend.backend(), "devices", len(keras.distribution.list_devices()))
 
     try:
@@ -37,10 +37,10 @@ JAX_SCRIPT = textwrap.dedent(
     except ImportError as e:
         print("export ImportError:", e)
 
-    model = create_mobilevit("xxs", 5, SIZE)
+    model = create_mobilevit("xxs", 5, size)
     print("parameters", *parameter_counts(model))
     model.save_weights(out + "/jax.weights.h5")
-    x = np.random.default_rng(0).uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32")
+    x = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype("float32")
     np.save(out + "/outputs.npy", model.predict_on_batch(x))  # jitted: eager JAX would compile op by op
 
     class Snapshot(keras.callbacks.Callback):  # what a run killed after epoch 1 leaves (see the TF test)
@@ -48,7 +48,7 @@ JAX_SCRIPT = textwrap.dedent(
             if epoch == 0:
                 shutil.copytree(out + "/straight", out + "/resumed")
 
-    data = load_flowers("synthetic", sys.argv[1], image_size=SIZE, batch_size=8, limit=16)
+    data = load_flowers("synthetic", sys.argv[1], image_size=size, batch_size=8, limit=16)
     recipe = get_recipe("improved", epochs=2, batch_size=8, warmup_epochs=1, ema_momentum=0.9)
     straight = train("xxs", data, out + "/straight", recipe, steps_per_epoch=2, verbose=0, callbacks=[Snapshot()])
     resumed = train("xxs", data, out + "/resumed", recipe, steps_per_epoch=2, verbose=0)
@@ -58,7 +58,7 @@ JAX_SCRIPT = textwrap.dedent(
     print("sharding", getattr(getattr(kernel.value, "sharding", None), "num_devices", 1))
     print("max weight difference", worst)
     """
-).replace("SIZE", str(SIZE))
+)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def jax_run(tmp_path_factory):
            "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT),
            # the resumed run compiles the same programs again: let it read them from disk (~25% of its time)
            "JAX_COMPILATION_CACHE_DIR": str(tmp / "jax-cache"), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
-    out = subprocess.run([sys.executable, "-c", JAX_SCRIPT, str(tmp / "data"), str(tmp)],
+    out = subprocess.run([sys.executable, "-c", JAX_SCRIPT, str(tmp / "data"), str(tmp), str(SIZE)],
                          capture_output=True, text=True, timeout=900, env=env)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     return out.stdout, tmp
