@@ -7,8 +7,9 @@
 # Measures the input pipeline on this machine's cores (bench/pipeline.py: can it feed ~2,000 images/s?),
 # then trains xxs with the "long" recipe, then its "fixres" stage (5 epochs at 256 from the long run's last
 # epoch), and the keras-io model with the keras-io recipe, on JAX; writes the run folders under $OUT
-# (default: runs/) and prints each run's summary. ~8 minutes on one H100 (estimated from measured per-epoch
-# times there; a run prints its own estimate after its first steps).
+# (default: runs/) and prints each run's summary. On one H100 box the first epoch of each run compiled for
+# ~1.5-2 minutes, and its 16 cores cropped ~1,300 images/s at 256 px (the first lease, README), so the 200
+# epochs should take ~8-10 minutes more -- an estimate; a run prints its own after its first steps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -c "import keras" 2>/dev/null || python -m pip install --quiet --no-index --find-links wheels keras==3.15.1

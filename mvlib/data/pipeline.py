@@ -111,21 +111,42 @@ class TrainStream(keras.utils.PyDataset):
 
 
 def mix_batch(images: np.ndarray, labels: np.ndarray, mode: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """MixUp (``keras.layers.MixUp``: each image blended with another of the batch, labels in the same
-    proportion) or CutMix (``keras.layers.CutMix``: a rectangle pasted from another image, labels in
-    proportion to its area), both at the layers' default strengths; ``"mixup-or-cutmix"`` picks one per
-    batch, as timm does. Every draw comes from ``seed``, so a batch is a function of (seed, epoch, index).
+    """MixUp (each image blended with another of the batch, its label in the same proportion) or CutMix (a
+    rectangle pasted from another image, the labels in proportion to its area); ``"mixup-or-cutmix"`` picks
+    one per batch, as timm does. Every draw comes from ``seed``: a batch is a function of (seed, epoch, index).
+
+    The draws are those of ``keras.layers.MixUp`` and ``keras.layers.CutMix`` at their default strengths,
+    written in numpy rather than calling the layers: they compute with the Keras backend, eagerly, once per
+    batch in the loader's threads, which on JAX cost 0.54 s per batch of 128 at 256 px on a 2-core CPU
+    (numpy: 0.03-0.06 s; cropping the batch: 0.21 s) and held a 16-core H100 box to 169 images/s (1,321
+    unmixed). Numpy also makes the same batches on every backend.
     """
-    generator = keras.random.SeedGenerator(seed)  # one generator: successive draws are independent
+    rng, images = np.random.default_rng(seed), np.asarray(images, np.float32)
     if mode == "mixup-or-cutmix":
-        mode = ("mixup", "cutmix")[int(keras.ops.convert_to_numpy(keras.random.randint((), 0, 2, seed=generator)))]
-    layer = {"mixup": keras.layers.MixUp, "cutmix": keras.layers.CutMix}[mode](seed=seed)  # not Python's global RNG
-    images = keras.ops.convert_to_tensor(images)  # once: both calls below would convert the numpy batch again
-    transformation = layer.get_random_transformation({"images": images, "labels": labels}, training=True, seed=generator)
-    images = layer.transform_images(images, transformation, training=True)
-    labels = layer.transform_labels(labels, transformation, training=True)
-    return (np.asarray(keras.ops.convert_to_numpy(images), dtype=np.float32),  # no copy when already float32
-            np.asarray(keras.ops.convert_to_numpy(labels), dtype=np.float32))
+        mode = ("mixup", "cutmix")[rng.integers(2)]
+    n, height, width = images.shape[:3]
+    partner = rng.permutation(n)  # image i is mixed with image partner[i]
+    if mode == "mixup":  # weight ~ Beta(0.2, 0.2) per image: mostly near 0 or 1, so most blends are faint
+        weight = rng.beta(0.2, 0.2, n)
+        w = weight.astype(np.float32)[:, None, None, None]
+        mixed = images[partner]
+        mixed *= 1 - w
+        mixed += w * images
+    elif mode == "cutmix":  # a box of (1 - weight) of the area, weight ~ Beta(a, a) per image, a ~ U(0, 1) per batch
+        alpha = rng.uniform(0, 1) + 1e-6
+        side = np.sqrt(1 - rng.beta(alpha, alpha, n))
+        box_h, box_w = side * height, side * width
+        top, left = rng.uniform(size=n) * (height - box_h), rng.uniform(size=n) * (width - box_w)
+        # the pixels whose row r and column c have top <= r < top + box_h and left <= c < left + box_w
+        r0, r1, c0, c1 = (np.ceil(v).astype(int) for v in (top, top + box_h, left, left + box_w))
+        mixed = images.copy()
+        for i, j in enumerate(partner):
+            mixed[i, r0[i] : r1[i], c0[i] : c1[i]] = images[j, r0[i] : r1[i], c0[i] : c1[i]]
+        weight = 1 - box_h * box_w / (height * width)
+    else:
+        raise ValueError(f"unknown mix {mode!r}; valid: {', '.join(MIXES)}")
+    w = weight.astype(np.float32)[:, None]
+    return mixed, w * labels + (1 - w) * labels[partner]
 
 
 def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
