@@ -27,10 +27,8 @@ ARGS=(${ARGS:-})  # extra train options for a dry run, e.g. ARGS="--limit 40 --s
 left() { echo $((BUDGET - SECONDS)); }
 mkdir -p "$OUT" "$WORK/runs" "$WORK/bench"
 exec > >(tee -a "$OUT/log.txt") 2>&1
-python -c "import keras" 2>/dev/null || python -m pip install --quiet --no-index --find-links wheels keras==3.15.1
-export KERAS_BACKEND=jax PYTHONUNBUFFERED=1
-export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-$WORK/jax-cache}
-export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=${JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS:-0}
+source tools/gpu_env.sh
+export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 
 pack() {  # everything small, then the checkpoints in parts
@@ -41,14 +39,14 @@ pack() {  # everything small, then the checkpoints in parts
 }
 
 echo "== pipeline ($(left) s left)"
-timeout 90 python bench/pipeline.py "${DATA[@]}" --image-size "$SIZE" --threads 1 16 --batches 8 --out "$WORK/bench"
+timeout 90 $PY bench/pipeline.py "${DATA[@]}" --image-size "$SIZE" --threads 1 16 --batches 8 --out "$WORK/bench"
 # Epochs: the training step ran ~2,000-2,800 images/s at 256 px on one H100 (bench/speed-1-x-nvidia-*), so
 # ~1,900 x (256/SIZE)^2 x 0.8 at SIZE; the pipeline must keep up with it while the training process shares
 # its cores, so count on 0.8 of its measured mixed rate, and 0.8 s per epoch for starting the epoch's
 # workers, validation and the checkpoint. 240 s are kept for compiling (the first epoch took ~2 minutes on
 # the H100 box), the fixres stage and packing. Too many epochs would lose the run's end (the cosine schedule
 # is set at the start).
-EPOCHS=${EPOCHS:-$(python - "$WORK/bench" "$(left)" "$SIZE" <<'EOF'
+EPOCHS=${EPOCHS:-$($PY - "$WORK/bench" "$(left)" "$SIZE" <<'EOF'
 import json, math, pathlib, sys
 rows = [r for f in pathlib.Path(sys.argv[1]).glob("pipeline-*.json") for r in json.loads(f.read_text())["rows"]]
 mixed = max([r["images_per_s"] for r in rows if r["mix"] != "none"] or [1000])
@@ -57,12 +55,12 @@ print(max(20, min(200, math.floor((int(sys.argv[2]) - 240) / epoch_s / 10) * 10)
 EOF
 )}
 echo "== xxs long at $SIZE px, $EPOCHS epochs ($(left) s left)"
-timeout $(($(left) - 100)) python -m mvlib train --variant xxs --recipe long --epochs "$EPOCHS" --image-size "$SIZE" \
+timeout $(($(left) - 100)) $PY -m mvlib train --variant xxs --recipe long --epochs "$EPOCHS" --image-size "$SIZE" \
     "${DATA[@]}" "${ARGS[@]}" --run-dir "$WORK/runs/xxs-long" || echo "xxs long: stopped or failed (exit $?)"
 pack
 if (($(left) > 60)); then
     echo "== xxs fixres at 256 px ($(left) s left)"
-    timeout $(($(left) - 20)) python -m mvlib train --variant xxs --recipe fixres --initial-weights "$WORK/runs/xxs-long" \
+    timeout $(($(left) - 20)) $PY -m mvlib train --variant xxs --recipe fixres --initial-weights "$WORK/runs/xxs-long" \
         "${DATA[@]}" "${ARGS[@]}" --run-dir "$WORK/runs/xxs-long-fixres" || echo "fixres: stopped or failed (exit $?)"
     pack
 fi
@@ -70,13 +68,13 @@ fi
 # what #15 needs next is where xxs's step spends its time, then keras-io's row.
 if (($(left) > 60)); then
     echo "== profile ($(left) s left)"
-    timeout -k 10 $(($(left) - 20)) python bench/step_profile.py --variant xxs --out "$WORK/bench" ${PROFILE_ARGS:---batch-size 64} \
+    timeout -k 10 $(($(left) - 20)) $PY bench/step_profile.py --variant xxs --out "$WORK/bench" ${PROFILE_ARGS:---batch-size 64} \
         || echo "profile: stopped or failed (exit $?)"
     pack
 fi
 if (($(left) > 60)); then
     echo "== speed ($(left) s left)"
-    timeout -k 10 $(($(left) - 20)) python bench/speed.py --out "$WORK/bench" ${SPEED_ARGS:---variants keras-io xxs --timm \
+    timeout -k 10 $(($(left) - 20)) $PY bench/speed.py --out "$WORK/bench" ${SPEED_ARGS:---variants keras-io xxs --timm \
         --batch-sizes 64 256 --precisions float32} || echo "speed: stopped or failed (exit $?)"
     pack
 fi

@@ -13,13 +13,7 @@
 #  SPEED_ARGS="--variants xxs keras-io --timm --batch-sizes 2 --image-size 64 --warmup 1 --steps 1").
 set -uo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python}
-export KERAS_BACKEND=jax
-# Every process below builds a model: under JAX each new weight shape compiles its own initializer kernel
-# (~20 s per xxs on a 2-core CPU). JAX's persistent cache lets later processes reuse what earlier ones compiled.
-export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-${TMPDIR:-/tmp}/mvlib-jax-cache}
-export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=${JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS:-0}
-$PY -c "import keras" 2>/dev/null || $PY -m pip install --quiet --no-index --find-links wheels keras==3.15.1
+source tools/gpu_env.sh
 OUT=${OUT:-bench}
 BUDGET=${BUDGET:-540}
 left() { echo $((BUDGET - SECONDS)); }   # seconds of the budget left (bash's SECONDS: since the script started)

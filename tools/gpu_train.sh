@@ -12,16 +12,11 @@
 # epochs should take ~8-10 minutes more -- an estimate; a run prints its own after its first steps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python -c "import keras" 2>/dev/null || python -m pip install --quiet --no-index --find-links wheels keras==3.15.1
-export KERAS_BACKEND=jax
-# Every process below builds a model: under JAX each new weight shape compiles its own initializer kernel
-# (~20 s per xxs on a 2-core CPU). JAX's persistent cache lets later processes reuse what earlier ones compiled.
-export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-${TMPDIR:-/tmp}/mvlib-jax-cache}
-export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=${JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS:-0}
+source tools/gpu_env.sh
 OUT=${OUT:-runs}
 # ARGS: extra train options, e.g. ARGS="--epochs 1 --limit 64" for a dry run of this script on a CPU
 ARGS=(--source folder --data-dir ${DATA_DIR:-data/flowers256} ${ARGS:-})
-python bench/pipeline.py --data-dir ${DATA_DIR:-data/flowers256} --out "$OUT"
-python -m mvlib train --variant xxs --recipe long "${ARGS[@]}" --run-dir "$OUT/xxs-long"
-python -m mvlib train --variant xxs --recipe fixres --initial-weights "$OUT/xxs-long" "${ARGS[@]}" --run-dir "$OUT/xxs-long-fixres"
-python -m mvlib train --variant keras-io --recipe keras-io "${ARGS[@]}" --run-dir "$OUT/keras-io-keras-io"
+$PY bench/pipeline.py --data-dir ${DATA_DIR:-data/flowers256} --out "$OUT"
+$PY -m mvlib train --variant xxs --recipe long "${ARGS[@]}" --run-dir "$OUT/xxs-long"
+$PY -m mvlib train --variant xxs --recipe fixres --initial-weights "$OUT/xxs-long" "${ARGS[@]}" --run-dir "$OUT/xxs-long-fixres"
+$PY -m mvlib train --variant keras-io --recipe keras-io "${ARGS[@]}" --run-dir "$OUT/keras-io-keras-io"
