@@ -30,6 +30,17 @@ def test_tiny_keras_run_writes_a_report(tmp_path, monkeypatch):
     assert "| xxs | float32 | 2 |" in next(tmp_path.glob("speed-*.md")).read_text()
 
 
+def test_the_timed_batch_stays_on_the_device():
+    """Backend tensors, not numpy: from numpy, every timed call would copy the batch to the device first."""
+    import keras
+
+    import mvlib  # noqa: F401  (selects the backend before keras is used)
+
+    _, x, y = speed.synthetic_step("xxs", "float32", batch_size=2, image_size=64)
+    assert keras.ops.is_tensor(x) and keras.ops.is_tensor(y)
+    assert tuple(x.shape) == (2, 64, 64, 3) and tuple(y.shape) == (2, 5)
+
+
 @pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
 def test_torch_path_on_a_tiny_model(precision):
     torch = pytest.importorskip("torch")
