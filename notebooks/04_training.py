@@ -260,11 +260,11 @@ show_source(train, EpochCommitter)
 # closed laptop); the second picks up at epoch 2; the third finds the run finished.
 
 # %% tags=["nbval-ignore-output"]
-# quick mode (the test run): fewer images, smaller batches, one step per epoch -- the same code path and image size
+# quick mode (the test run): fewer images, batches of 8, one step per epoch -- the same code path and image size
 demo_data = load_data(limit=by_mode(256, 16), image_size=256, batch_size=by_mode(64, 8))
 workdir = tempfile.TemporaryDirectory(prefix="mvlib-04-")
 run_dir = Path(workdir.name) / "xxs-demo"
-demo_recipe = get_recipe("improved", epochs=2, warmup_epochs=1)
+demo_recipe = get_recipe("improved", epochs=2, warmup_epochs=1, batch_size=by_mode(64, 8))  # the recipe sets the training batch
 demo = dict(steps_per_epoch=by_mode(4, 1), verbose=2, run_eagerly=True)  # a few steps: cheaper than compiling the step
 first = train("xxs", demo_data, run_dir, demo_recipe, callbacks=[explain.StopAfterEpoch(1)], **demo)
 
