@@ -15,6 +15,8 @@ turn, the same way for every model:
   ``--warmup`` untimed calls (tracing, compilation), then ``--steps`` timed ones; images/s = batch x steps /
   their total time;
 * **inference**: ``model.predict_on_batch(x)`` (output copied to the host), timed the same way;
+* **shifted depthwise** (``--shifted-depthwise``): ``xxs`` again, its depthwise convolutions computed as
+  sums of shifted copies (``bench/shifted_depthwise.py``: the same weights and outputs; an experiment);
 * **timm** (``--timm``, where PyTorch and timm are installed): ``timm.create_model("mobilevit_xxs",
   num_classes=5)``, channels-last, the same batch, resolution, optimizer (Adam 2e-3), loss (label smoothing
   0.1) and step counts, eager; ``mixed_bfloat16`` = ``torch.autocast(dtype=bfloat16)``; timed with
@@ -39,6 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = "BENCH_RESULT "  # the child's one JSON line starts with this
 VARIANTS = ("keras-io", "xxs", "xs", "s")
+SHIFTED = " shifted-dw"  # a model name ending in this: the variant with bench/shifted_depthwise.py's layers
 PRECISIONS = ("float32", "mixed_bfloat16")
 
 
@@ -74,7 +77,7 @@ def peak_rss_mib() -> float | None:
     return None
 
 
-def synthetic_step(variant: str, precision: str, batch_size: int, image_size: int):
+def synthetic_step(variant: str, precision: str, batch_size: int, image_size: int, shifted_depthwise: bool = False):
     """What the benchmarks time: an mvlib variant compiled with the keras-io recipe under ``precision``, and
     one batch of float32 RGB pixels in [0, 255] with one-hot labels, as tensors on the backend's default
     device -> ``(model, x, y)``. From numpy, every call would first copy the batch to the device (200 MB
@@ -91,13 +94,18 @@ def synthetic_step(variant: str, precision: str, batch_size: int, image_size: in
     x = rng.uniform(0, 255, (batch_size, image_size, image_size, 3)).astype("float32")
     y = np.eye(5, dtype="float32")[rng.integers(0, 5, batch_size)]
     model = create_mobilevit(variant, 5, image_size)
+    if shifted_depthwise:
+        from shifted_depthwise import with_shifted_depthwise
+
+        model = with_shifted_depthwise(model)
     compile_model(model, get_recipe("keras-io", batch_size=batch_size), steps_per_epoch=1)
     return model, keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)
 
 
-def measure_keras(variant: str, precision: str, batch_size: int, image_size: int, warmup: int, steps: int) -> dict:
-    """Training and inference images/s of one mvlib variant on the current Keras backend."""
-    model, x, y = synthetic_step(variant, precision, batch_size, image_size)
+def measure_keras(model_name: str, precision: str, batch_size: int, image_size: int, warmup: int, steps: int) -> dict:
+    """Training and inference images/s of one mvlib variant (optionally ``SHIFTED``) on the current Keras backend."""
+    variant = model_name.removesuffix(SHIFTED)
+    model, x, y = synthetic_step(variant, precision, batch_size, image_size, shifted_depthwise=model_name != variant)
     train = time_calls(lambda: model.train_on_batch(x, y), warmup, steps)
     infer = time_calls(lambda: model.predict_on_batch(x), warmup, steps)
     return {"train_images_per_s": images_per_s(train, batch_size), "infer_images_per_s": images_per_s(infer, batch_size),
@@ -234,7 +242,8 @@ def run(args) -> dict:
     """Measure every model at every precision, each in its own process; the report is rewritten after each
     one, so a run stopped early (a time limit) still leaves what it measured."""
     # timm's model right after xxs: the comparison that matters most comes first.
-    models = [m for v in args.variants for m in ([v, "timm mobilevit_xxs"] if v == "xxs" and args.timm else [v])]
+    after_xxs = ["xxs" + SHIFTED] * args.shifted_depthwise + ["timm mobilevit_xxs"] * args.timm
+    models = [m for v in args.variants for m in ([v, *after_xxs] if v == "xxs" else [v])]
     if args.timm and "xxs" not in args.variants:
         models.append("timm mobilevit_xxs")
     report = {"command": "python bench/speed.py " + " ".join(sys.argv[1:]), "rows": [], "environments": {},
@@ -283,6 +292,8 @@ def parse_args(argv=None):
     p.add_argument("--batch-sizes", nargs="+", type=int, default=[64])
     p.add_argument("--precisions", nargs="+", default=["float32"], choices=PRECISIONS)
     p.add_argument("--timm", action="store_true", help="also timm's mobilevit_xxs on PyTorch (needs torch and timm)")
+    p.add_argument("--shifted-depthwise", action="store_true",
+                   help="also xxs with its depthwise convolutions as sums of shifted copies (bench/shifted_depthwise.py)")
     p.add_argument("--image-size", type=int, default=256)
     p.add_argument("--warmup", type=int, default=3, help="untimed calls first (tracing, compilation)")
     p.add_argument("--steps", type=int, default=10, help="timed calls")

@@ -18,10 +18,10 @@ def test_tiny_keras_run_writes_a_report(tmp_path, monkeypatch):
     # (13 s here against 55 s on TensorFlow); the bench's own code is the same on every backend.
     if importlib.util.find_spec("torch"):
         monkeypatch.setenv("KERAS_BACKEND", "torch")
-    args = speed.parse_args(["--variants", "xxs", "--batch-sizes", "2", "--image-size", "64", "--warmup", "1",
-                             "--steps", "1", "--out", str(tmp_path)])
+    args = speed.parse_args(["--variants", "xxs", "--shifted-depthwise", "--batch-sizes", "2", "--image-size", "64",
+                             "--warmup", "1", "--steps", "1", "--out", str(tmp_path)])
     report = speed.run(args)
-    assert [(r["model"], r["batch_size"]) for r in report["rows"]] == [("xxs", 2)]
+    assert [(r["model"], r["batch_size"]) for r in report["rows"]] == [("xxs", 2), ("xxs shifted-dw", 2)]
     assert all(r["train_images_per_s"] > 0 and r["infer_images_per_s"] > 0 for r in report["rows"])
     env = report["environments"]["xxs"]
     assert env["framework"].startswith("Keras ") and env["device"]

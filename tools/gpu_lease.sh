@@ -13,7 +13,8 @@
 # 3. the `fixres` stage at 256 px (5 epochs from the long run's last epoch): on the 2-core CPU the same
 #    two stages (160 px, then 256) gave the best weights so far (86.71% at 256, README);
 # 4. with what is left, the profile of xxs's training step (bench/step_profile.py), then the speed table
-#    (bench/speed.py: keras-io, xxs, timm at batch 64 and 256, fp32; the full table is tools/gpu_speed.sh).
+#    (bench/speed.py: xxs, xxs with shifted-sum depthwise convolutions, timm, keras-io at batch 64 and 256,
+#    fp32; the full table is tools/gpu_speed.sh).
 # $OUT gets log.txt (everything printed), results.tar (run folders without checkpoints, bench reports) and
 # checkpoints.tar.NN (the two xxs runs' last checkpoints, split in 15 MB parts: `cat checkpoints.tar.* | tar x`).
 set -uo pipefail
@@ -64,8 +65,9 @@ if (($(left) > 60)); then
         "${DATA[@]}" "${ARGS[@]}" --run-dir "$WORK/runs/xxs-long-fixres" || echo "fixres: stopped or failed (exit $?)"
     pack
 fi
-# The speed table of xxs and timm at batch 64 and 256 was measured in the first lease (bench/speed-1-x-nvidia-*):
-# what #15 needs next is where xxs's step spends its time, then keras-io's row.
+# What #15 needs next is where xxs's step spends its time, then the table again: xxs (its batch now stays on
+# the GPU, as timm's does), xxs with shifted-sum depthwise convolutions (bench/shifted_depthwise.py: 2.2x the
+# training speed of the grouped convolution under JAX on the 2-core CPU, 0.5x under TensorFlow), timm, keras-io.
 if (($(left) > 60)); then
     echo "== profile ($(left) s left)"
     timeout -k 10 $(($(left) - 20)) $PY bench/step_profile.py --variant xxs --out "$WORK/bench" ${PROFILE_ARGS:---batch-size 64} \
@@ -74,8 +76,8 @@ if (($(left) > 60)); then
 fi
 if (($(left) > 60)); then
     echo "== speed ($(left) s left)"
-    timeout -k 10 $(($(left) - 20)) $PY bench/speed.py --out "$WORK/bench" ${SPEED_ARGS:---variants keras-io xxs --timm \
-        --batch-sizes 64 256 --precisions float32} || echo "speed: stopped or failed (exit $?)"
+    timeout -k 10 $(($(left) - 20)) $PY bench/speed.py --out "$WORK/bench" ${SPEED_ARGS:---variants xxs keras-io \
+        --shifted-depthwise --timm --batch-sizes 64 256 --precisions float32} || echo "speed: stopped or failed (exit $?)"
     pack
 fi
 echo "== done, $(left) s of the budget left"

@@ -5,7 +5,8 @@
 #     OUT=results tools/gpu_speed.sh
 #
 # 1. where xxs's training step spends its time on this device (bench/step_profile.py, ~1-2 minutes);
-# 2. the side-by-side table (bench/speed.py): xxs, timm's mobilevit_xxs, keras-io, xs, s (in that order);
+# 2. the side-by-side table (bench/speed.py): xxs, xxs with shifted-sum depthwise convolutions, timm's mobilevit_xxs,
+#    keras-io, xs, s (in that order);
 #    fp32 and mixed bfloat16; batch 64 and 256. It rewrites its report after every model, so when the
 #    budget runs out the report holds every model measured until then.
 # BUDGET (seconds, default 540) bounds the whole script; PROFILE_ARGS / SPEED_ARGS replace the defaults
@@ -26,7 +27,7 @@ else
     echo "step_profile: not started, $(left) s of the budget left"
 fi
 if (($(left) > 30)); then
-    timeout -k 15 "$(left)" $PY bench/speed.py --out "$OUT" ${SPEED_ARGS:---variants xxs keras-io xs s --timm \
+    timeout -k 15 "$(left)" $PY bench/speed.py --out "$OUT" ${SPEED_ARGS:---variants xxs keras-io xs s --shifted-depthwise --timm \
         --batch-sizes 64 256 --precisions float32 mixed_bfloat16} \
         || echo "speed: stopped at the budget or failed (exit $?); $OUT/speed-*.md has every model measured before"
 else
