@@ -242,13 +242,14 @@ plt.show()
 # ## 3. Training, interrupted and resumed
 #
 # `mvlib.training.run.train(variant, data, run_dir, recipe)` builds the model, compiles it with the recipe and
-# fits it, writing everything about the run into `run_dir`: after every epoch a checkpoint (model and
-# optimizer state), then `state.json` (finished epochs, history, best epoch), `history.csv`, and the
-# weights of the best epoch so far. Calling it again with the same arguments continues after the last
-# finished epoch; a finished run returns at once. The batches, their augmentation and the dropout masks
+# fits it, committing the run to `run_dir`: a checkpoint (model and optimizer state), then `state.json`
+# (finished epochs, history, best epoch), `history.csv`, and the weights of the best epoch so far. It
+# commits an epoch that ends 30 s or more after the last commit (`commit_every`), and the last one: on a
+# CPU every epoch; on a GPU, where writing a checkpoint takes about as long as an epoch, every few. Calling
+# it again with the same arguments continues after the last committed epoch; a finished run returns at once. The batches, their augmentation and the dropout masks
 # depend only on (seed, epoch), so an interrupted and resumed run computes what an uninterrupted one
 # would have (`tests/test_train.py` checks that the weights agree, on TensorFlow and on JAX). The whole
-# function, then the callback that commits each epoch:
+# function, then the callback that commits the epochs:
 
 # %%
 show_source(train, EpochCommitter)

@@ -17,6 +17,7 @@ import pytest
 
 import mvlib  # noqa: F401
 import keras
+from mvlib.analysis import explain
 from mvlib.data import load_flowers
 from mvlib.training.evaluate import evaluate_model
 from mvlib.model import create_mobilevit
@@ -25,7 +26,9 @@ from mvlib.training.recipes import RECIPES, get_recipe, make_optimizer
 from mvlib.training.run import Progress, RunFolder, _check_same_run, load_initial_weights, train
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = dict(steps_per_epoch=2, run_eagerly=True)  # two steps: tracing the graph would cost more than they do
+# Two steps: tracing the graph would cost more than they do. A commit after every epoch, as on a CPU (the
+# default commits epochs that end 30 s or more after the last commit, and a tiny epoch takes a second).
+TINY = dict(steps_per_epoch=2, run_eagerly=True, commit_every=0)
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +159,38 @@ def test_resume_after_interruption_matches_uninterrupted_run(tiny_data, tiny_dat
         train("xxs", data96, tmp_path / "stage3", "fixres", initial_weights=tmp_path / "two-stage")
 
 
+class RecordEpochs(keras.callbacks.Callback):
+    """After each epoch (and after the run folder's callback): the model's weights and what state.json says."""
+
+    def __init__(self, run_dir):
+        super().__init__()
+        self.run_dir, self.weights, self.committed = Path(run_dir), [], []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weights.append(self.model.get_weights())
+        state = RunFolder(self.run_dir).load_state()
+        self.committed.append(state and state["epoch"])
+
+
+def test_epochs_between_commits_are_committed_when_the_run_stops(tiny_data, tmp_path):
+    # Commits at most once a day: epochs 1 and 2 stay in memory until StopAfterEpoch ends the run after
+    # epoch 2 (an early stop), which commits epoch 2 and the best epoch's weights, kept in memory until then.
+    record = RecordEpochs(tmp_path / "run")
+    result = train("xxs", tiny_data, tmp_path / "run", tiny_recipe(epochs=3), verbose=0,
+                   callbacks=[record, explain.StopAfterEpoch(2)], **{**TINY, "commit_every": 86400})
+    assert record.committed == [None, None]
+    state = RunFolder(tmp_path / "run").load_state()
+    assert state["epoch"] == result.epochs == 2 and len(state["history"]) == 2
+    assert sorted(p.name for p in (tmp_path / "run").glob("ckpt-*.keras")) == ["ckpt-0002.keras"]
+    best = create_mobilevit("xxs", len(tiny_data.class_names), 64)
+    best.load_weights(tmp_path / "run" / "best.weights.h5")
+    for saved, recorded in zip(best.get_weights(), record.weights[state["best_epoch"] - 1]):
+        np.testing.assert_array_equal(saved, recorded)
+    last = load_trained(tmp_path / "run")[0]
+    for saved, recorded in zip(last.get_weights(), record.weights[1]):
+        np.testing.assert_array_equal(saved, recorded)
+
+
 def test_progress_lines_for_log_files(capsys):
     """Line mode (output not a terminal): an up-front estimate, then a line at least every `every` seconds."""
     progress = Progress(epochs=3, steps=10, batch_size=8, lines=True, every=0.0, timed=2)
@@ -174,7 +209,8 @@ MIRRORED = textwrap.dedent(
     import mvlib, sys, tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from mvlib.data import load_flowers
+    from mvlib.analysis import explain
+from mvlib.data import load_flowers
     from mvlib.training.recipes import get_recipe
     from mvlib.training.run import train
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])

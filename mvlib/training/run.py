@@ -9,9 +9,12 @@ A run folder holds everything about one run::
       history.csv         # one row per finished epoch, rewritten from state.json
       results.json        # written when the run is complete
 
-Each epoch ends by writing a new checkpoint file and *then* atomically replacing ``state.json``; only
-then is the previous checkpoint deleted. A ``kill -9`` at any moment therefore leaves a state that
-names a complete checkpoint, and re-running the same command resumes from the last finished epoch.
+A commit writes a new checkpoint file and *then* atomically replaces ``state.json``; only then is the
+previous checkpoint deleted. A ``kill -9`` at any moment therefore leaves a state that names a complete
+checkpoint, and re-running the same command resumes from the last committed epoch. An epoch is committed
+when it ends at least ``commit_every`` seconds (default 30) after the last commit, and the run's last
+epoch always: on a CPU, whose epochs take minutes, that is every epoch; on a GPU, where an epoch can take
+about as long as the ~1 s that writing a checkpoint does, every few epochs.
 
 The training stream and the dropout masks are functions of (seed, epoch): epoch ``e`` shuffles,
 augments and drops with seeds derived from ``e``, so a resumed run computes exactly what an
@@ -128,11 +131,14 @@ class EpochSeeder(keras.callbacks.Callback):
 
 
 class EpochCommitter(keras.callbacks.Callback):
-    """Commits every finished epoch to the run folder and keeps the best weights."""
+    """Commits finished epochs to the run folder (each one that ends ``every`` seconds or more after the last
+    commit, and the last one) and keeps the best epoch's weights: in memory until the commit that writes them."""
 
-    def __init__(self, run: RunFolder, state: dict):
+    def __init__(self, run: RunFolder, state: dict, every: float = 0.0):
         super().__init__()
-        self.run, self.state = run, state
+        self.run, self.state, self.every = run, state, every
+        self.committed, self.last_commit = state["epoch"], time.perf_counter()
+        self.best_weights = self.epoch_weights = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
@@ -145,10 +151,32 @@ class EpochCommitter(keras.callbacks.Callback):
         state = self.state
         state["history"].append(row)
         state["epoch"] = epoch + 1
+        self.epoch_weights = self.model.get_weights()
         if row.get("val_accuracy", -1) > state["best_val_accuracy"]:
             state["best_val_accuracy"], state["best_epoch"] = row["val_accuracy"], epoch + 1
+            self.best_weights = self.epoch_weights
+        if epoch + 1 == self.params["epochs"] or time.perf_counter() - self.last_commit >= self.every:
+            self.commit()
+
+    def on_train_end(self, logs=None):
+        if self.state["epoch"] > self.committed:  # a callback stopped the run between commits
+            # By now fit() has called the optimizer's finalize_variable_values, which for a weight average
+            # stopped before its last epoch puts the raw weights (waiting in the optimizer) into the model:
+            # the epoch ended with the average there, and that is what its checkpoint holds.
+            self.model.set_weights(self.epoch_weights)
+            self.commit()
+
+    def commit(self):
+        if self.best_weights is not None:
+            earlier = self.best_weights is not self.epoch_weights  # the best epoch is not this one
+            if earlier:
+                self.model.set_weights(self.best_weights)
             self.model.save_weights(self.run.path / "best.weights.h5")
-        self.run.commit_epoch(self.model, state)
+            if earlier:
+                self.model.set_weights(self.epoch_weights)
+            self.best_weights = None
+        self.run.commit_epoch(self.model, self.state)
+        self.committed, self.last_commit = self.state["epoch"], time.perf_counter()
 
 
 class AveragedWeightsBetweenEpochs(keras.callbacks.SwapEMAWeights):
@@ -248,13 +276,15 @@ def train(
     initial_weights: str | os.PathLike | None = None,
     callbacks: list[keras.callbacks.Callback] = (),
     run_eagerly: bool = False,
+    commit_every: float = 30.0,
 ) -> TrainResult:
     """Train ``variant`` on ``data`` (a :class:`mvlib.data.FlowerData`), resuming from ``run_dir``.
 
     Re-running with the same arguments after an interruption continues from the last finished epoch;
     a finished run returns its results without training. ``steps_per_epoch`` shortens epochs (quick
-    mode); by default one epoch is one pass over the training split. ``callbacks`` run after the
-    epoch has been committed to the run folder. ``run_eagerly=True`` skips compiling the training step:
+    mode); by default one epoch is one pass over the training split. ``commit_every``: the seconds
+    between commits to the run folder (see the module docstring; 0: every epoch). ``callbacks`` run after
+    the run folder's callback. ``run_eagerly=True`` skips compiling the training step:
     slower per step, but for a handful of steps (a demonstration, a test) it saves the ~40 s that tracing
     a whole MobileViT takes on a small CPU. Either way the run resumes exactly.
     """
@@ -308,7 +338,7 @@ def train(
                 epochs=recipe.epochs,
                 initial_epoch=resumed_from,
                 validation_data=data.val,
-                callbacks=[EpochSeeder(seed), *averaging, EpochCommitter(run, state), *progress, *callbacks],
+                callbacks=[EpochSeeder(seed), *averaging, EpochCommitter(run, state, commit_every), *progress, *callbacks],
                 shuffle=False,  # the stream is already shuffled, per epoch, reproducibly
                 verbose=verbose,
             )
