@@ -5,9 +5,9 @@
 
 A GPU trains ``xxs`` at ~2,000 images/s (issue 12): the pipeline has to make at least that many. This
 builds batches exactly as training does -- :meth:`mvlib.data.TrainStream.batch` (decoded photos in memory,
-the recipe's augmentation, MixUp/CutMix with Keras' layers) called from a pool of threads, as Keras' own
+the recipe's augmentation, MixUp/CutMix in numpy) called from a pool of threads, as Keras' own
 PyDataset workers call it -- and reports images/s for each thread count and mix. The first batch of each
-setting is untimed (the backend compiles the mixing ops). The report (``<out>/pipeline-<device>-<backend>.md``
+setting is untimed (a warm-up). The report (``<out>/pipeline-<device>-<backend>.md``
 and ``.json``) names the device and backend.
 """
 
@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 def measure(stream, threads: int, batches: int) -> float:
     """Images/s of ``batches`` batches of epoch 0 built by ``threads`` threads."""
-    stream.batch(0, 0)  # untimed: compiles the mixing ops on a backend that compiles
+    stream.batch(0, 0)  # untimed: a warm-up (first allocations, caches)
     start = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(lambda i: stream.batch(0, i % len(stream)), range(1, batches + 1)))

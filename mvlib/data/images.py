@@ -47,19 +47,22 @@ def load_image(path: str | os.PathLike, image_size: int = 256) -> np.ndarray:
     return resize(read_image(path), image_size).astype(np.float32)
 
 
-def augment(image: np.ndarray, image_size: int, mode: str, rng: np.random.Generator) -> np.ndarray:
-    """Training augmentation of one cached uint8 image -> float32 ``(image_size, image_size, 3)``.
+def augment(image: np.ndarray, image_size: int, mode: str, rng: np.random.Generator, dtype=np.float32) -> np.ndarray:
+    """Training augmentation of one cached uint8 image -> ``(image_size, image_size, 3)`` pixels in [0, 255].
 
     ``"keras-io"``: a random ``image_size`` square of the (``image_size + 24``) image, then a random
     left-right flip. ``"inception"``: a random rectangle with ``INCEPTION_AREA`` of the area and an aspect
     ratio in ``INCEPTION_ASPECT`` (log-uniform), resized to ``image_size``, then the flip. ``"none"``:
     resized to ``image_size`` only. ``rng`` makes every draw, so the same generator state gives the same
-    pixels.
+    pixels. ``dtype=np.uint8`` gives the same pixels unconverted (and possibly a view of ``image``): the
+    batch builder converts a whole batch at once, a quarter of the bytes to copy while stacking.
     """
     height, width = image.shape[:2]
     if mode == "keras-io":
         top, left = rng.integers(0, height - image_size + 1), rng.integers(0, width - image_size + 1)
         out = image[top : top + image_size, left : left + image_size]
+        if rng.random() < 0.5:
+            out = out[:, ::-1]
     elif mode == "inception":
         for _ in range(10):  # rejection sampling as torchvision's RandomResizedCrop; fall back to the whole image
             area = height * width * rng.uniform(*INCEPTION_AREA)
@@ -71,14 +74,14 @@ def augment(image: np.ndarray, image_size: int, mode: str, rng: np.random.Genera
         else:
             top, left, h, w = 0, 0, height, width
         crop = Image.fromarray(image).resize((image_size, image_size), Image.BILINEAR, box=(left, top, left + w, top + h))
+        if rng.random() < 0.5:  # flipped by Pillow, in C: Python holds the GIL over less of each image
+            crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         out = np.asarray(crop)
     elif mode == "none":
-        return resize(image, image_size).astype(np.float32)
+        out = resize(image, image_size)
     else:
         raise ValueError(f"unknown augment {mode!r}; valid: {', '.join(AUGMENTATIONS)}")
-    if rng.random() < 0.5:
-        out = out[:, ::-1]
-    return out.astype(np.float32)
+    return out.astype(dtype, copy=False)
 
 
 _IMAGE_SUFFIXES = "JPEG, PNG, GIF or BMP"

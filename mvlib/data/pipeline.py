@@ -89,9 +89,9 @@ class TrainStream(keras.utils.PyDataset):
         for pass_index, i in picked:
             rng = np.random.default_rng((self.seed, epoch, pass_index, i))
             image = self.images[self._order(epoch, pass_index)[i]]
-            images.append(augment(image, self.image_size, self.augment_mode, rng))
+            images.append(augment(image, self.image_size, self.augment_mode, rng, dtype=np.uint8))
         labels = [self.labels[self._order(epoch, p)[i]] for p, i in picked]
-        images, labels = np.stack(images), one_hot(np.array(labels), self.num_classes)
+        images, labels = np.stack(images).astype(np.float32), one_hot(np.array(labels), self.num_classes)
         if self.mix:
             # Its own stream, apart from the per-image (seed, epoch, pass, position) ones: a spawn key.
             seed = np.random.SeedSequence((self.seed, epoch), spawn_key=(index,)).generate_state(1)[0]
