@@ -11,7 +11,7 @@
 #    (bench/step_profile.py, PROFILE_BUDGET of them), then the speed table (bench/speed.py: xxs, xxs with
 #    shifted-sum depthwise convolutions, timm, keras-io);
 # 3. issue 12 with the rest: xxs with the `long` recipe at SIZE px (default 160) for its full 200 epochs --
-#    more than one lease holds (the H100 box ran 4.3-4.6 s per epoch at 160 px, checkpoints included, and
+#    more than one lease holds (the H100 box averaged ~4.5 s per epoch at 160 px, checkpoints included, and
 #    ~85 s compiling), so the run resumes from runs/lease/xxs-long when that was carried in and stops when
 #    the budget does: `train` commits every ~30 s, and a resumed run computes what an uninterrupted one
 #    would have. Once it has finished, the `fixres` stage at 256 px (5 epochs from its last epoch).
