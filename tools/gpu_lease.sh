@@ -24,8 +24,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:?set OUT to the folder to write}
 BUDGET=${BUDGET:-530}
-SPEED_BUDGET=${SPEED_BUDGET:-200}
-PROFILE_BUDGET=${PROFILE_BUDGET:-90}
+SPEED_BUDGET=${SPEED_BUDGET:-230}
+PROFILE_BUDGET=${PROFILE_BUDGET:-110}
 SIZE=${SIZE:-160}
 WORK=${WORK:-${TMPDIR:-/tmp}/mvlib-lease}
 DATA=(--source folder --data-dir "${DATA_DIR:-data/flowers256}")
@@ -72,7 +72,7 @@ echo "== xxs long at $SIZE px ($(left) s left)"
 timeout $(($(left) - 15)) $PY -m mvlib train --variant xxs --recipe long --image-size "$SIZE" "${DATA[@]}" "${ARGS[@]}" \
     --no-evaluate --run-dir "$WORK/runs/xxs-long" || echo "xxs long: stopped (exit $?); the next lease resumes it"
 pack
-if finished xxs-long && (($(left) > 120)); then
+if finished xxs-long && ! finished xxs-long-fixres && (($(left) > 120)); then
     echo "== xxs fixres at 256 px ($(left) s left)"
     timeout $(($(left) - 15)) $PY -m mvlib train --variant xxs --recipe fixres --initial-weights "$WORK/runs/xxs-long" \
         "${DATA[@]}" "${ARGS[@]}" --run-dir "$WORK/runs/xxs-long-fixres" || echo "fixres: stopped (exit $?)"
