@@ -202,6 +202,11 @@ def test_progress_lines_for_log_files(capsys):
     steps = [line for line in out.splitlines() if line.startswith("epoch 1/3 step ")]
     assert [line.split()[3] for line in steps] == [f"{n}/10:" for n in range(3, 10)]
     assert "images/s" in steps[0] and "run in" in steps[0]
+    for epoch in (1, 2):  # the second epoch is timed whole: the estimate again, once
+        progress.on_epoch_begin(epoch)
+        progress.on_epoch_end(epoch)
+    out = capsys.readouterr().out
+    assert out.count("in all (loading, validation, commit)") == 1 and "epoch 2 took" in out and "the 1 epochs left" in out
 
 
 MIRRORED = textwrap.dedent(
@@ -209,8 +214,7 @@ MIRRORED = textwrap.dedent(
     import mvlib, sys, tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from mvlib.analysis import explain
-from mvlib.data import load_flowers
+    from mvlib.data import load_flowers
     from mvlib.training.recipes import get_recipe
     from mvlib.training.run import train
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])

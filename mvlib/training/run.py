@@ -204,11 +204,22 @@ class Progress(keras.callbacks.Callback):
     def __init__(self, epochs: int, steps: int, batch_size: int, *, lines: bool, every: float = 30.0, timed: int = 3):
         super().__init__()
         self.epochs, self.steps, self.batch_size, self.lines, self.every, self.timed = epochs, steps, batch_size, lines, every, timed
-        self.estimated = False
+        self.estimated, self.first_epoch = False, None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch, self.epoch_start = epoch, time.perf_counter()
         self.last_print, self.timer = self.epoch_start, None
+        self.first_epoch = epoch if self.first_epoch is None else self.first_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        # The first estimate can be far off where the loader, not the step, sets the pace: its steps come
+        # from batches queued while the step compiled (on the H100 box: "~39 s for the 90 epochs left", which
+        # took ~6 min). The second epoch trained here is timed whole: loading, validation, commit.
+        left = self.epochs - epoch - 1
+        if epoch == self.first_epoch + 1 and left:
+            seconds = time.perf_counter() - self.epoch_start
+            print(f"\nepoch {epoch + 1} took {_duration(seconds)} in all (loading, validation, commit): the {left} "
+                  f"epochs left take ~{_duration(left * seconds)}", flush=True)
 
     def on_train_batch_end(self, batch, logs=None):
         now, done = time.perf_counter(), batch + 1
