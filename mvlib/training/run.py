@@ -4,7 +4,7 @@ A run folder holds everything about one run::
 
     runs/xxs/
       state.json          # the commit point: finished epochs, history, best epoch, run settings
-      ckpt-0007.keras     # model + optimizer (+ dropout RNG state) after the last finished epoch
+      ckpt-0007.keras     # model + optimizer (+ dropout RNG state) after the last committed epoch
       best.weights.h5     # weights of the epoch with the best validation accuracy
       history.csv         # one row per finished epoch, rewritten from state.json
       results.json        # written when the run is complete
@@ -291,7 +291,7 @@ def train(
 ) -> TrainResult:
     """Train ``variant`` on ``data`` (a :class:`mvlib.data.FlowerData`), resuming from ``run_dir``.
 
-    Re-running with the same arguments after an interruption continues from the last finished epoch;
+    Re-running with the same arguments after an interruption continues from the last committed epoch;
     a finished run returns its results without training. ``steps_per_epoch`` shortens epochs (quick
     mode); by default one epoch is one pass over the training split. ``commit_every``: the seconds
     between commits to the run folder (see the module docstring; 0: every epoch). ``callbacks`` run after
