@@ -213,8 +213,8 @@ class Progress(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         # The first estimate can be far off where the loader, not the step, sets the pace: its steps come
-        # from batches queued while the step compiled (on the H100 box: "~39 s for the 90 epochs left", which
-        # took ~6 min). The second epoch trained here is timed whole: loading, validation, commit.
+        # from batches queued while the step compiled (on the H100 box: "~39 s for the 90 epochs left"; 72 of
+        # them took ~7 min). The second epoch trained here is timed whole: loading, validation, commit.
         left = self.epochs - epoch - 1
         if epoch == self.first_epoch + 1 and left:
             seconds = time.perf_counter() - self.epoch_start
