@@ -37,7 +37,8 @@ source tools/gpu_env.sh
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 for run in runs/lease/xxs-*/; do  # what earlier leases trained (a run folder is resumed where it stopped)
-    [ -f "$run/state.json" ] && cp -r "$run" "$WORK/runs/" && echo "carried in: $run"
+    # (a box still warm from an earlier call of this session holds a newer state of the same run)
+    [ -f "$run/state.json" ] && [ ! -e "$WORK/runs/$(basename "$run")" ] && cp -r "$run" "$WORK/runs/" && echo "carried in: $run"
 done
 
 pack() {  # everything small, then the checkpoints in parts
