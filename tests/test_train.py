@@ -23,7 +23,8 @@ from mvlib.training.evaluate import evaluate_model
 from mvlib.model import create_mobilevit
 from mvlib.training.pretrained import load_trained, publish_run, read_history
 from mvlib.training.recipes import RECIPES, get_recipe, make_optimizer
-from mvlib.training.run import Progress, RunFolder, _check_same_run, load_initial_weights, train
+from mvlib.training.run import (AveragedWeightsBetweenEpochs, EpochCommitter, Progress, RunFolder, _check_same_run,
+                               load_initial_weights, train)
 
 ROOT = Path(__file__).resolve().parents[1]
 # Two steps: tracing the graph would cost more than they do. A commit after every epoch, as on a CPU (the
@@ -172,23 +173,42 @@ class RecordEpochs(keras.callbacks.Callback):
         self.committed.append(state and state["epoch"])
 
 
-def test_epochs_between_commits_are_committed_when_the_run_stops(tiny_data, tmp_path):
-    # Commits at most once a day: epochs 1 and 2 stay in memory until StopAfterEpoch ends the run after
-    # epoch 2 (an early stop), which commits epoch 2 and the best epoch's weights, kept in memory until then.
-    record = RecordEpochs(tmp_path / "run")
-    result = train("xxs", tiny_data, tmp_path / "run", tiny_recipe(epochs=3), verbose=0,
-                   callbacks=[record, explain.StopAfterEpoch(2)], **{**TINY, "commit_every": 86400})
+class ScriptedValidation(keras.callbacks.Callback):
+    """Sets each epoch's validation accuracy, before the run folder's callback reads it."""
+
+    def __init__(self, accuracies):
+        super().__init__()
+        self.accuracies = accuracies
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["val_accuracy"] = self.accuracies[epoch]
+
+
+@pytest.mark.parametrize("accuracies, best_epoch", [([0.5, 0.4, 0.6], 1), ([0.4, 0.5, 0.6], 2)])
+def test_epochs_between_commits_are_committed_when_the_run_stops(tmp_path, accuracies, best_epoch):
+    # The callbacks of `train` on a tiny model, with a weight average and commits at most once a day: epochs
+    # 1 and 2 (of 3) stay in memory until StopAfterEpoch ends the run after epoch 2, which commits epoch 2 --
+    # with the average it ended with, not the raw weights that fit() puts back when a run stops early -- and
+    # the best epoch's weights (by the scripted accuracies: an earlier epoch's, or the committed one's).
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    model.compile(keras.optimizers.AdamW(0.1, use_ema=True, ema_momentum=0.5), "mse")
+    x, y = np.random.default_rng(0).normal(size=(8, 4)), np.random.default_rng(1).normal(size=(8, 3))
+    state = {"settings": {}, "epoch": 0, "history": [], "best_val_accuracy": -1.0, "best_epoch": 0}
+    record = RecordEpochs(tmp_path)
+    model.fit(x, y, batch_size=4, epochs=3, verbose=0, callbacks=[
+        ScriptedValidation(accuracies), AveragedWeightsBetweenEpochs(resumed=False),
+        EpochCommitter(RunFolder(tmp_path), state, every=86400), record, explain.StopAfterEpoch(2)])
+
     assert record.committed == [None, None]
-    state = RunFolder(tmp_path / "run").load_state()
-    assert state["epoch"] == result.epochs == 2 and len(state["history"]) == 2
-    assert sorted(p.name for p in (tmp_path / "run").glob("ckpt-*.keras")) == ["ckpt-0002.keras"]
-    best = create_mobilevit("xxs", len(tiny_data.class_names), 64)
-    best.load_weights(tmp_path / "run" / "best.weights.h5")
-    for saved, recorded in zip(best.get_weights(), record.weights[state["best_epoch"] - 1]):
-        np.testing.assert_array_equal(saved, recorded)
-    last = load_trained(tmp_path / "run")[0]
-    for saved, recorded in zip(last.get_weights(), record.weights[1]):
-        np.testing.assert_array_equal(saved, recorded)
+    saved = RunFolder(tmp_path).load_state()
+    assert saved["epoch"] == 2 and saved["best_epoch"] == best_epoch and len(saved["history"]) == 2
+    assert sorted(p.name for p in tmp_path.glob("ckpt-*.keras")) == ["ckpt-0002.keras"]
+    assert not np.allclose(record.weights[0][0], record.weights[1][0])
+    for path, epoch in (("best.weights.h5", best_epoch), ("ckpt-0002.keras", 2)):
+        model.load_weights(tmp_path / path)
+        for loaded, recorded in zip(model.get_weights(), record.weights[epoch - 1]):
+            np.testing.assert_array_equal(loaded, recorded, err_msg=path)
 
 
 def test_progress_lines_for_log_files(capsys):
