@@ -11,7 +11,8 @@ turn, the same way for every model:
 
 * **training**: ``model.train_on_batch(x, y)`` on one batch of float32 RGB pixels in [0, 255] with one-hot
   labels, held on the device (as timm's is: no step copies its batch from the host), compiled with the
-  keras-io recipe (Adam 2e-3, label smoothing 0.1) for every model. ``train_on_batch`` returns Python floats, so each call ends with the step finished on the device.
+  keras-io recipe (Adam 2e-3, label smoothing 0.1) for every model. ``train_on_batch`` returns Python
+  floats, so each call ends with the step finished on the device.
   ``--warmup`` untimed calls (tracing, compilation), then ``--steps`` timed ones; images/s = batch x steps /
   their total time;
 * **inference**: ``model.predict_on_batch(x)`` (output copied to the host), timed the same way;
