@@ -6,8 +6,9 @@
 #
 # 1. where xxs's training step spends its time on this device (bench/step_profile.py, ~1-2 minutes);
 # 2. the side-by-side table (bench/speed.py): xxs, xxs with shifted-sum depthwise convolutions, timm's
-#    mobilevit_xxs, keras-io, xs, s (in that order); fp32 and mixed bfloat16; batch 64 and 256. It rewrites its report after every model, so when the
-#    budget runs out the report holds every model measured until then.
+#    mobilevit_xxs, keras-io, xs, s (in that order); fp32 and mixed bfloat16; batch 64 and 256. It
+#    rewrites its report after every model, so when the budget runs out the report holds every model
+#    measured until then.
 # BUDGET (seconds, default 540) bounds the whole script; PROFILE_ARGS / SPEED_ARGS replace the defaults
 # (a dry run on a CPU: PROFILE_ARGS="--image-size 64 --batch-size 4 --steps 1 --warmup 1"
 #  SPEED_ARGS="--variants xxs keras-io --timm --batch-sizes 2 --image-size 64 --warmup 1 --steps 1").
