@@ -37,7 +37,7 @@ from mvlib.training.evaluate import evaluate_model
 from mvlib.notebook import by_mode, example_photo, format_table, load_data, show_jpeg, show_source
 from mvlib.training.pretrained import PRETRAINED_DIR, load_pretrained, pretrained_info, read_history, stage_settings
 from mvlib.training.recipes import RECIPES, Recipe, get_recipe, make_optimizer
-from mvlib.training.run import EpochCommitter, train
+from mvlib.training.run import EpochCommitter, StopRequest, train
 from mvlib.analysis.figures import plot_confusion_matrix, plot_history, show_images
 
 # %% [markdown]
@@ -249,16 +249,20 @@ plt.show()
 # it again with the same arguments continues after the last committed epoch; a finished run returns at once. The batches, their augmentation and the dropout masks
 # depend only on (seed, epoch), so an interrupted and resumed run computes what an uninterrupted one
 # would have (`tests/test_train.py` checks that the weights agree, on TensorFlow and on JAX). The whole
-# function, then the callback that commits the epochs:
+# function, then the callback that commits the epochs and the one that turns a Ctrl-C into a stop at the
+# end of the epoch:
 
 # %%
-show_source(train, EpochCommitter)
+show_source(train, EpochCommitter, StopRequest)
 
 # %% [markdown]
 #
 # A demonstration on a slice of the photos, with the real model, image size and pipeline but only a few
-# steps per epoch. The first call is stopped after epoch 1 (`StopAfterEpoch` stands in for a crash or a
-# closed laptop); the second picks up at epoch 2; the third finds the run finished.
+# steps per epoch. The first call gets a Ctrl-C during epoch 1 (`PressCtrlC` sends it from a callback):
+# `train` finishes that epoch, commits it and returns -- as on SIGTERM, which `timeout` and batch
+# schedulers send before they kill; a second Ctrl-C would stop at once, losing the epochs since the last
+# commit, and a `kill -9` loses them too, never more. The second call picks up at epoch 2; the third finds
+# the run finished.
 
 # %% tags=["nbval-ignore-output"]
 # quick mode (the test run): fewer images, batches of 8, one step per epoch -- the same code path and image size
@@ -267,7 +271,7 @@ workdir = tempfile.TemporaryDirectory(prefix="mvlib-04-")
 run_dir = Path(workdir.name) / "xxs-demo"
 demo_recipe = get_recipe("improved", epochs=2, warmup_epochs=1, batch_size=by_mode(64, 8))  # the recipe sets the training batch
 demo = dict(steps_per_epoch=by_mode(4, 1), verbose=2, run_eagerly=True)  # a few steps: cheaper than compiling the step
-first = train("xxs", demo_data, run_dir, demo_recipe, callbacks=[explain.StopAfterEpoch(1)], **demo)
+first = train("xxs", demo_data, run_dir, demo_recipe, callbacks=[explain.PressCtrlC(1)], **demo)
 
 # %% tags=["nbval-ignore-output"]
 second = train("xxs", demo_data, run_dir, demo_recipe, **demo)

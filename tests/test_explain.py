@@ -1,5 +1,7 @@
 """The computations behind notebooks 01-02's figures."""
 
+import signal
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -160,14 +162,18 @@ def test_recipe_table_and_learning_rates():
     np.testing.assert_allclose(constant, 2e-3)
 
 
-def test_stop_after_epoch_and_training_figures():
+def test_ctrl_c_in_epoch_two_and_training_figures():
     from mvlib.training.evaluate import Evaluation
+    from mvlib.training.run import StopRequest
 
     model = bn_model()
     model.compile("sgd", "mse")
     x, y = np.zeros((4, 4, 4, 3), "float32"), np.zeros((4, 3), "float32")
-    history = model.fit(x, y, epochs=5, verbose=0, callbacks=[explain.StopAfterEpoch(2)])
-    assert len(history.history["loss"]) == 2
+    seen = []  # the stop request after each step
+    record = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: seen.append(stop.signal))
+    with StopRequest().listening() as stop:
+        model.fit(x, y, epochs=2, batch_size=2, verbose=0, callbacks=[explain.PressCtrlC(2), record])
+    assert seen == [None, None, signal.SIGINT, signal.SIGINT]  # pressed once, in epoch 2's first step
     e = Evaluation(["a", "b", "c"], np.array([0, 1, 2]), np.eye(3)[[0, 0, 2]])
     figures = [
         (explain.plot_learning_rates({"a": (np.arange(3), np.ones(3))}), 1),

@@ -5,7 +5,7 @@ These run on the default (TensorFlow) backend; tests/test_jax.py trains on JAX.
 
 import json
 import os
-import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -23,8 +23,8 @@ from mvlib.training.evaluate import evaluate_model
 from mvlib.model import create_mobilevit
 from mvlib.training.pretrained import load_trained, publish_run, read_history
 from mvlib.training.recipes import RECIPES, get_recipe, make_optimizer
-from mvlib.training.run import (AveragedWeightsBetweenEpochs, EpochCommitter, Progress, RunFolder, _check_same_run,
-                               load_initial_weights, train)
+from mvlib.training.run import (AveragedWeightsBetweenEpochs, EpochCommitter, Progress, RunFolder, StopRequest,
+                               _check_same_run, load_initial_weights, train)
 
 ROOT = Path(__file__).resolve().parents[1]
 # Two steps: tracing the graph would cost more than they do. A commit after every epoch, as on a CPU (the
@@ -46,41 +46,6 @@ def tiny_recipe(epochs=2):
     return get_recipe("improved", epochs=epochs, batch_size=8, warmup_epochs=1, mix="mixup-or-cutmix", ema_momentum=0.9)
 
 
-class SnapshotAfterFirstEpoch(keras.callbacks.Callback):
-    """Copies the run folder once epoch 1 is committed: exactly what a run killed then leaves behind
-    (an epoch's commit is atomic), without training a second model to get there."""
-
-    def __init__(self, run_dir, snapshot_dir):
-        super().__init__()
-        self.run_dir, self.snapshot_dir = run_dir, snapshot_dir
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == 0:
-            shutil.copytree(self.run_dir, self.snapshot_dir)
-
-
-def test_recipe_errors_and_constant_learning_rate():
-    with pytest.raises(ValueError, match="valid recipes: keras-io, improved"):
-        get_recipe("fast")
-    assert np.isclose(float(make_optimizer(get_recipe("keras-io"), 10).learning_rate), 2e-3)
-
-
-def test_a_run_folder_from_before_a_recipe_field_existed_is_the_same_run(tmp_path):
-    settings = {"variant": "xxs", "recipe": asdict(get_recipe("improved"))}
-    older = {**settings, "recipe": {k: v for k, v in settings["recipe"].items() if k != "ema_momentum"}}
-    _check_same_run(RunFolder(tmp_path), older, settings)  # the field's default: the same run
-    with pytest.raises(ValueError, match="differs in recipe"):
-        _check_same_run(RunFolder(tmp_path), older, {**settings, "recipe": asdict(get_recipe("improved", ema_momentum=0.99))})
-
-
-def test_learning_rate_warms_up_then_decays():
-    optimizer = make_optimizer(get_recipe("improved", epochs=10, warmup_epochs=2), steps_per_epoch=10)
-    lr, peak = optimizer._learning_rate, RECIPES["improved"].learning_rate  # the schedule, its peak
-    values = [float(lr(step)) for step in (0, 10, 20, 60, 100)]
-    assert values[0] < values[1] < values[2] == pytest.approx(peak)
-    assert values[2] > values[3] > values[4] == pytest.approx(peak * RECIPES["improved"].min_lr_ratio, rel=1e-3)
-
-
 class RawWeightsOfFirstSteps(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
@@ -92,9 +57,14 @@ class RawWeightsOfFirstSteps(keras.callbacks.Callback):
 
 
 def test_resume_after_interruption_matches_uninterrupted_run(tiny_data, tiny_data_dir, tmp_path):
-    snapshot = SnapshotAfterFirstEpoch(tmp_path / "straight", tmp_path / "resumed")
     raw = RawWeightsOfFirstSteps()
-    straight = train("xxs", tiny_data, tmp_path / "straight", tiny_recipe(), verbose=0, callbacks=[snapshot, raw], **TINY)
+    straight = train("xxs", tiny_data, tmp_path / "straight", tiny_recipe(), verbose=0, callbacks=[raw], **TINY)
+    # The same run, given a Ctrl-C in its first step with no commit due for a day: it ends with epoch 1, committed.
+    handler = signal.getsignal(signal.SIGINT)
+    stopped = train("xxs", tiny_data, tmp_path / "resumed", tiny_recipe(), verbose=0, callbacks=[explain.PressCtrlC(1)],
+                    **{**TINY, "commit_every": 86400})
+    assert stopped.epochs == 1 and signal.getsignal(signal.SIGINT) is handler
+    assert not (tmp_path / "resumed" / "results.json").exists()  # written once all the epochs are trained
 
     state = json.loads((tmp_path / "resumed" / "state.json").read_text())
     assert state["epoch"] == 1 and len(state["history"]) == 1
@@ -187,7 +157,7 @@ class ScriptedValidation(keras.callbacks.Callback):
 @pytest.mark.parametrize("accuracies, best_epoch", [([0.5, 0.4, 0.6], 1), ([0.4, 0.5, 0.6], 2)])
 def test_epochs_between_commits_are_committed_when_the_run_stops(tmp_path, accuracies, best_epoch):
     # The callbacks of `train` on a tiny model, with a weight average and commits at most once a day: epochs
-    # 1 and 2 (of 3) stay in memory until StopAfterEpoch ends the run after epoch 2, which commits epoch 2 --
+    # 1 and 2 (of 3) stay in memory until a Ctrl-C in epoch 2 ends the run after it, which commits epoch 2 --
     # with the average it ended with, not the raw weights that fit() puts back when a run stops early -- and
     # the best epoch's weights (by the scripted accuracies: an earlier epoch's, or the committed one's).
     keras.utils.set_random_seed(0)
@@ -196,9 +166,10 @@ def test_epochs_between_commits_are_committed_when_the_run_stops(tmp_path, accur
     x, y = np.random.default_rng(0).normal(size=(8, 4)), np.random.default_rng(1).normal(size=(8, 3))
     state = {"settings": {}, "epoch": 0, "history": [], "best_val_accuracy": -1.0, "best_epoch": 0}
     record = RecordEpochs(tmp_path)
-    model.fit(x, y, batch_size=4, epochs=3, verbose=0, callbacks=[
-        ScriptedValidation(accuracies), AveragedWeightsBetweenEpochs(resumed=False),
-        EpochCommitter(RunFolder(tmp_path), state, every=86400), record, explain.StopAfterEpoch(2)])
+    with StopRequest().listening() as stop:
+        model.fit(x, y, batch_size=4, epochs=3, verbose=0, callbacks=[
+            explain.PressCtrlC(2), ScriptedValidation(accuracies), AveragedWeightsBetweenEpochs(resumed=False),
+            EpochCommitter(RunFolder(tmp_path), state, every=86400, stop=stop), record])
 
     assert record.committed == [None, None]
     saved = RunFolder(tmp_path).load_state()
@@ -209,6 +180,24 @@ def test_epochs_between_commits_are_committed_when_the_run_stops(tmp_path, accur
         model.load_weights(tmp_path / path)
         for loaded, recorded in zip(model.get_weights(), record.weights[epoch - 1]):
             np.testing.assert_array_equal(loaded, recorded, err_msg=path)
+
+
+def test_a_second_ctrl_c_stops_at_once(tmp_path):
+    # The first Ctrl-C asks for the end of the epoch; it puts the previous handler back, which takes the second.
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    model.compile("sgd", "mse")
+    state = {"settings": {}, "epoch": 0, "history": [], "best_val_accuracy": -1.0, "best_epoch": 0}
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own: KeyboardInterrupt
+    try:
+        stop = StopRequest()
+        with pytest.raises(KeyboardInterrupt), stop.listening():
+            model.fit(np.zeros((8, 4)), np.zeros((8, 3)), batch_size=4, epochs=3, verbose=0, callbacks=[
+                EpochCommitter(RunFolder(tmp_path), state, every=86400, stop=stop), explain.PressCtrlC(1),
+                explain.PressCtrlC(1)])
+        assert stop.signal == signal.SIGINT and state["epoch"] == 0 and RunFolder(tmp_path).load_state() is None
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_progress_lines_for_log_files(capsys):

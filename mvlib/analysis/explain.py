@@ -11,7 +11,7 @@ Training (notebook 04):
 
 * ``recipe_table`` / ``learning_rate_curve``: the recipes side by side and their learning-rate schedules;
 * ``augmentation_draws``, ``examples_per_class``, ``class_counts``, ``images_at``: looking at the data;
-* ``StopAfterEpoch``: a callback that ends ``fit`` after a given epoch, standing in for an interruption;
+* ``PressCtrlC``: a callback that interrupts training as a Ctrl-C does, during a given epoch;
 * ``lag_batchnorm_statistics``: a copy of a model whose BatchNorm moving statistics lag behind its
   weights, as they do after a few hundred steps at momentum 0.99 -- the keras-io run's 19% plateau.
 """
@@ -19,6 +19,8 @@ Training (notebook 04):
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 
 import keras
 import matplotlib.pyplot as plt
@@ -52,7 +54,7 @@ __all__ = [
     "examples_per_class",
     "class_counts",
     "images_at",
-    "StopAfterEpoch",
+    "PressCtrlC",
     "lag_batchnorm_statistics",
     "plot_prediction_counts",
 ]
@@ -392,17 +394,21 @@ def images_at(dataset, indices) -> np.ndarray:
     return np.stack(out) if out else np.zeros((0,))
 
 
-class StopAfterEpoch(keras.callbacks.Callback):
-    """Ends ``fit`` after epoch ``epoch`` (1-based) has finished: a gentle stand-in for a kill, to show
-    that ``mvlib.training.run.train`` picks up where a run stopped."""
+class PressCtrlC(keras.callbacks.Callback):
+    """Sends this process SIGINT -- what Ctrl-C sends -- when the first step of epoch ``epoch`` (1-based) ends:
+    ``mvlib.training.run.train`` then finishes that epoch, commits it and returns."""
 
     def __init__(self, epoch: int):
         super().__init__()
         self.epoch = epoch
 
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 >= self.epoch:
-            self.model.stop_training = True
+    def on_epoch_begin(self, epoch, logs=None):
+        self.pressed = epoch + 1 != self.epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.pressed:
+            self.pressed = True
+            os.kill(os.getpid(), signal.SIGINT)
 
 
 def lag_batchnorm_statistics(model: keras.Model, keep: float) -> keras.Model:

@@ -7,11 +7,13 @@ A run folder holds everything about one run::
       ckpt-0007.keras     # model + optimizer (+ dropout RNG state) after the last committed epoch
       best.weights.h5     # weights of the epoch with the best validation accuracy
       history.csv         # one row per finished epoch, rewritten from state.json
-      results.json        # written when the run is complete
+      results.json        # written when the run has trained all its epochs
 
 A commit writes a new checkpoint file and *then* atomically replaces ``state.json``; only then is the
 previous checkpoint deleted. A ``kill -9`` at any moment therefore leaves a state that names a complete
-checkpoint, and re-running the same command resumes from the last committed epoch. An epoch is committed
+checkpoint, and re-running the same command resumes from the last committed epoch. SIGTERM (which
+``timeout`` and batch schedulers send before they kill) or Ctrl-C ends the run at the end of the epoch it
+arrives in, committed; a second Ctrl-C stops at once. An epoch is committed
 when it ends at least ``commit_every`` seconds (default 30) after the last commit, and the run's last
 epoch always: on a CPU, whose epochs take minutes, that is every epoch; on a GPU, where an epoch can take
 about as long as the ~1 s that writing a checkpoint does, every few epochs.
@@ -28,7 +30,9 @@ import importlib.util
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
@@ -130,13 +134,47 @@ class EpochSeeder(keras.callbacks.Callback):
             state.assign(value.astype(keras.backend.standardize_dtype(state.dtype)))
 
 
+class StopRequest:
+    """Turns the first SIGTERM or Ctrl-C (SIGINT) while :meth:`listening` into a request to stop after the
+    current epoch, which :class:`EpochCommitter` commits; the signals' own handlers are back from then on,
+    so a second Ctrl-C interrupts at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signal: int | None = None
+
+    @contextlib.contextmanager
+    def listening(self):
+        if threading.current_thread() is not threading.main_thread():  # only the main thread can handle signals
+            yield self
+            return
+        previous = {s: signal.getsignal(s) for s in self.SIGNALS}
+
+        def request(signum, frame):
+            self.signal = signum
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            print(f"\n{signal.Signals(signum).name}: the run stops when this epoch ends, and commits it "
+                  "(Ctrl-C again: stop now, losing the epochs since the last commit)", flush=True)
+
+        for s in self.SIGNALS:
+            signal.signal(s, request)
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+
 class EpochCommitter(keras.callbacks.Callback):
     """Commits finished epochs to the run folder (each one that ends ``every`` seconds or more after the last
-    commit, and the last one) and keeps the best epoch's weights: in memory until the commit that writes them."""
+    commit, the last one, and the one that ends the run when ``stop`` asks) and keeps the best epoch's weights: in
+    memory until the commit that writes them."""
 
-    def __init__(self, run: RunFolder, state: dict, every: float = 0.0):
+    def __init__(self, run: RunFolder, state: dict, every: float = 0.0, stop: StopRequest | None = None):
         super().__init__()
-        self.run, self.state, self.every = run, state, every
+        self.run, self.state, self.every, self.stop = run, state, every, stop
         self.committed, self.last_commit = state["epoch"], time.perf_counter()
         self.best_weights = self.epoch_weights = None
 
@@ -157,13 +195,16 @@ class EpochCommitter(keras.callbacks.Callback):
             self.best_weights = self.epoch_weights
         if epoch + 1 == self.params["epochs"] or time.perf_counter() - self.last_commit >= self.every:
             self.commit()
+        if self.stop is not None and self.stop.signal is not None:
+            self.model.stop_training = True  # and on_train_end commits
 
     def on_train_end(self, logs=None):
-        if self.state["epoch"] > self.committed:  # a callback stopped the run between commits
+        if self.epoch_weights is not None and self.state["epoch"] < self.params["epochs"]:  # stopped early
             # By now fit() has called the optimizer's finalize_variable_values, which for a weight average
             # stopped before its last epoch puts the raw weights (waiting in the optimizer) into the model:
             # the epoch ended with the average there, and that is what its checkpoint holds.
             self.model.set_weights(self.epoch_weights)
+        if self.state["epoch"] > self.committed:  # a callback stopped the run between commits
             self.commit()
 
     def commit(self):
@@ -344,18 +385,25 @@ def train(
                                        batch_size=recipe.batch_size, seed=seed, steps_per_epoch=steps, mix=recipe.mix)
             progress = [Progress(recipe.epochs, steps, recipe.batch_size, lines=verbose == 2)] if verbose else []
             averaging = [AveragedWeightsBetweenEpochs(resumed=resumed_from > 0)] if recipe.ema_momentum is not None else []
-            model.fit(
-                stream,
-                epochs=recipe.epochs,
-                initial_epoch=resumed_from,
-                validation_data=data.val,
-                callbacks=[EpochSeeder(seed), *averaging, EpochCommitter(run, state, commit_every), *progress, *callbacks],
-                shuffle=False,  # the stream is already shuffled, per epoch, reproducibly
-                verbose=verbose,
-            )
+            with StopRequest().listening() as stop:
+                model.fit(
+                    stream,
+                    epochs=recipe.epochs,
+                    initial_epoch=resumed_from,
+                    validation_data=data.val,
+                    callbacks=[EpochSeeder(seed), *averaging, EpochCommitter(run, state, commit_every, stop),
+                               *progress, *callbacks],
+                    shuffle=False,  # the stream is already shuffled, per epoch, reproducibly
+                    verbose=verbose,
+                )
+            if stop.signal is not None:
+                print(f"stopped after epoch {state['epoch']}/{recipe.epochs}, committed: the same call continues the run",
+                      flush=True)
     history = state["history"]
     result = TrainResult(model, run.path, state["epoch"], history, history[-1]["val_accuracy"],
                          state["best_val_accuracy"], state["best_epoch"], resumed_from)
+    if result.epochs < recipe.epochs:
+        return result
     _write_atomic(run.path / "results.json", json.dumps({
         "variant": variant, "recipe": recipe.name, "epochs": result.epochs,
         "last_val_accuracy": result.last_val_accuracy, "best_val_accuracy": result.best_val_accuracy,
