@@ -70,13 +70,13 @@ if ((SPEED_BUDGET > 0)); then
 fi
 
 echo "== xxs long at $SIZE px ($(left) s left)"
-# SIGTERM 45 s before the budget ends: `train` finishes the epoch it is in and commits it; KILL 30 s later.
-timeout -k 30 $(($(left) - 45)) $PY -m mvlib train --variant xxs --recipe long --image-size "$SIZE" "${DATA[@]}" "${ARGS[@]}" \
+# SIGTERM 30 s before the budget ends: `train` finishes the epoch it is in and commits it; KILL 20 s later.
+timeout -k 20 $(($(left) - 30)) $PY -m mvlib train --variant xxs --recipe long --image-size "$SIZE" "${DATA[@]}" "${ARGS[@]}" \
     --no-evaluate --run-dir "$WORK/runs/xxs-long" || echo "xxs long: stopped (exit $?); the next lease resumes it"
 pack
 if finished xxs-long && ! finished xxs-long-fixres && (($(left) > 150)); then
     echo "== xxs fixres at 256 px ($(left) s left)"
-    timeout -k 30 $(($(left) - 45)) $PY -m mvlib train --variant xxs --recipe fixres --initial-weights "$WORK/runs/xxs-long" \
+    timeout -k 20 $(($(left) - 30)) $PY -m mvlib train --variant xxs --recipe fixres --initial-weights "$WORK/runs/xxs-long" \
         "${DATA[@]}" "${ARGS[@]}" --run-dir "$WORK/runs/xxs-long-fixres" || echo "fixres: stopped (exit $?)"
     pack
 fi
