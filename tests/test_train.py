@@ -46,6 +46,28 @@ def tiny_recipe(epochs=2):
     return get_recipe("improved", epochs=epochs, batch_size=8, warmup_epochs=1, mix="mixup-or-cutmix", ema_momentum=0.9)
 
 
+def test_recipe_errors_and_constant_learning_rate():
+    with pytest.raises(ValueError, match="valid recipes: keras-io, improved"):
+        get_recipe("fast")
+    assert np.isclose(float(make_optimizer(get_recipe("keras-io"), 10).learning_rate), 2e-3)
+
+
+def test_a_run_folder_from_before_a_recipe_field_existed_is_the_same_run(tmp_path):
+    settings = {"variant": "xxs", "recipe": asdict(get_recipe("improved"))}
+    older = {**settings, "recipe": {k: v for k, v in settings["recipe"].items() if k != "ema_momentum"}}
+    _check_same_run(RunFolder(tmp_path), older, settings)  # the field's default: the same run
+    with pytest.raises(ValueError, match="differs in recipe"):
+        _check_same_run(RunFolder(tmp_path), older, {**settings, "recipe": asdict(get_recipe("improved", ema_momentum=0.99))})
+
+
+def test_learning_rate_warms_up_then_decays():
+    optimizer = make_optimizer(get_recipe("improved", epochs=10, warmup_epochs=2), steps_per_epoch=10)
+    lr, peak = optimizer._learning_rate, RECIPES["improved"].learning_rate  # the schedule, its peak
+    values = [float(lr(step)) for step in (0, 10, 20, 60, 100)]
+    assert values[0] < values[1] < values[2] == pytest.approx(peak)
+    assert values[2] > values[3] > values[4] == pytest.approx(peak * RECIPES["improved"].min_lr_ratio, rel=1e-3)
+
+
 class RawWeightsOfFirstSteps(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
