@@ -92,12 +92,12 @@ def test_pipeline_bench_measures_each_mix_and_thread_count(tmp_path):
 
 
 def test_models_run_in_order_and_the_report_survives_a_stop(tmp_path, monkeypatch):
-    """timm's model comes right after xxs, and the report is on disk after every model, so a run cut off by
-    a time limit keeps what it measured."""
+    """timm's model comes right after xxs, the shifted-depthwise experiment last, and the report is on disk
+    after every model, so a run cut off by a time limit keeps what it measured."""
     measured = []
 
     def fake_child(request, timeout):
-        if len(measured) == 3:
+        if len(measured) == 4:
             raise KeyboardInterrupt  # the time limit
         measured.append(request["model"])
         row = {"model": request["model"], "precision": request["precision"], "batch_size": 2,
@@ -106,10 +106,10 @@ def test_models_run_in_order_and_the_report_survives_a_stop(tmp_path, monkeypatc
         return {"rows": [row], "environment": env}
 
     monkeypatch.setattr(speed, "run_child", fake_child)
-    args = speed.parse_args(["--variants", "keras-io", "xxs", "xs", "--timm", "--out", str(tmp_path)])
+    args = speed.parse_args(["--variants", "keras-io", "xxs", "xs", "--timm", "--shifted-depthwise", "--out", str(tmp_path)])
     with pytest.raises(KeyboardInterrupt):
         speed.run(args)
-    assert measured == ["keras-io", "xxs", "timm mobilevit_xxs"]
+    assert measured == ["keras-io", "xxs", "timm mobilevit_xxs", "xs"]
     saved = json.loads((tmp_path / "speed-cpu-2-cores-jax.json").read_text())
     assert [r["model"] for r in saved["rows"]] == measured
 

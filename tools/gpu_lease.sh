@@ -61,9 +61,9 @@ if ((SPEED_BUDGET > 0)); then
     timeout -k 10 "$PROFILE_BUDGET" $PY bench/step_profile.py --variant xxs --out "$WORK/bench" ${PROFILE_ARGS:---batch-size 256} \
         || echo "profile: stopped or failed (exit $?)"
     echo "== speed ($(left) s left)"
-    # xxs first (its batch now stays on the GPU, as timm's does), then xxs with shifted-sum depthwise
-    # convolutions (bench/shifted_depthwise.py: 2.2x the training speed of the grouped convolution under JAX
-    # on the 2-core CPU, 0.5x under TensorFlow), timm, keras-io; the report is rewritten after each model.
+    # xxs, timm, keras-io, then xxs with shifted-sum depthwise convolutions (bench/shifted_depthwise.py:
+    # 2.2x the training speed of the grouped convolution under JAX on the 2-core CPU, 0.5x under
+    # TensorFlow); the report is rewritten after each model.
     timeout -k 10 $((SPEED_END - SECONDS)) $PY bench/speed.py --out "$WORK/bench" ${SPEED_ARGS:---variants xxs keras-io \
         --shifted-depthwise --timm --batch-sizes 256 --precisions float32} || echo "speed: stopped or failed (exit $?)"
     pack

@@ -5,8 +5,8 @@
 #     OUT=results tools/gpu_speed.sh
 #
 # 1. where xxs's training step spends its time on this device (bench/step_profile.py, ~1-2 minutes);
-# 2. the side-by-side table (bench/speed.py): xxs, xxs with shifted-sum depthwise convolutions, timm's
-#    mobilevit_xxs, keras-io, xs, s (in that order); fp32 and mixed bfloat16; batch 64 and 256. It
+# 2. the side-by-side table (bench/speed.py): xxs, timm's mobilevit_xxs, keras-io, xs, s, xxs with
+#    shifted-sum depthwise convolutions (in that order); fp32 and mixed bfloat16; batch 64 and 256. It
 #    rewrites its report after every model, so when the budget runs out the report holds every model
 #    measured until then.
 # BUDGET (seconds, default 540) bounds the whole script; PROFILE_ARGS / SPEED_ARGS replace the defaults
