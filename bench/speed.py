@@ -246,7 +246,9 @@ def run(args) -> dict:
     # experiment last (on the H200 a budget that ended while it compiled left no timm or keras-io row).
     timm = ["timm mobilevit_xxs"] * args.timm
     models = [m for v in args.variants for m in ([v, *timm] if v == "xxs" else [v])]
-    models += (timm if "xxs" not in args.variants else []) + ["xxs" + SHIFTED] * args.shifted_depthwise
+    if "xxs" not in args.variants:
+        models += timm
+    models += ["xxs" + SHIFTED] * args.shifted_depthwise
     report = {"command": "python bench/speed.py " + " ".join(sys.argv[1:]), "rows": [], "environments": {},
               "settings": {k: getattr(args, k) for k in ("batch_sizes", "precisions", "image_size", "warmup", "steps")}}
     path = None

@@ -61,8 +61,8 @@ def cmd_train(args) -> None:
     result = train(args.variant, data, run_dir, recipe, seed=args.seed, steps_per_epoch=args.steps_per_epoch,
                    initial_weights=args.initial_weights, commit_every=args.commit_every)
     print(result.summary())
-    if result.epochs < recipe.epochs:  # stopped by a signal
-        raise SystemExit(f"{run_dir}: {result.epochs} of {recipe.epochs} epochs; the same command continues the run")
+    if result.epochs < recipe.epochs:  # stopped by a signal; `train` has said where and how to go on
+        raise SystemExit(1)
     if not args.no_evaluate:
         # The weights that `evaluate`, `export` and `publish` use by default: the last epoch's.
         from mvlib.training.pretrained import load_trained
