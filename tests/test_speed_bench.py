@@ -14,10 +14,12 @@ spec.loader.exec_module(speed)
 
 
 def test_tiny_keras_run_writes_a_report(tmp_path, monkeypatch):
-    # The child runs on Keras' PyTorch backend where it is installed: eager, so nothing to trace or compile
-    # (13 s here against 55 s on TensorFlow); the bench's own code is the same on every backend.
+    # The child runs on Keras' PyTorch backend where it is installed: eager, so nothing to trace or compile;
+    # the bench's own code is the same on every backend. One OpenMP thread: beside the other pytest worker,
+    # torch's spinning threads made each step ~40x slower (12 s against ~30 s per child, measured here).
     if importlib.util.find_spec("torch"):
         monkeypatch.setenv("KERAS_BACKEND", "torch")
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
     args = speed.parse_args(["--variants", "xxs", "--shifted-depthwise", "--batch-sizes", "2", "--image-size", "64",
                              "--warmup", "1", "--steps", "1", "--out", str(tmp_path)])
     report = speed.run(args)

@@ -112,20 +112,15 @@ def calibrate(saved_model_dir: str, images: np.ndarray) -> bytes:
         return converter.convert()
 
 
-def float_model(saved_model_dir: str) -> bytes:
-    import tensorflow as tf
-
-    with native_stderr_captured():
-        return tf.lite.TFLiteConverter.from_saved_model(saved_model_dir).convert()
-
-
-def per_image_ranges(float_tflite: bytes, images: np.ndarray) -> dict[str, tuple[float, float]]:
-    """``{tensor name: (min, max)}``: every float tensor's min and max on each image, averaged over images."""
+def per_image_ranges(tflite: bytes, images: np.ndarray) -> dict[str, tuple[float, float]]:
+    """``{tensor name: (min, max)}``: every float tensor's min and max on each image, averaged over images.
+    ``tflite`` may be the calibrated model itself: it is still a float model, and its tensor names
+    are the ones :func:`apply_ranges` looks up."""
     from ai_edge_litert.interpreter import Interpreter
 
     with warnings.catch_warnings():  # "intended for debugging purposes only": keeping every tensor is the point
         warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors")
-        interpreter = Interpreter(model_content=bytes(float_tflite), experimental_preserve_all_tensors=True)
+        interpreter = Interpreter(model_content=bytes(tflite), experimental_preserve_all_tensors=True)
     interpreter.allocate_tensors()
     index = interpreter.get_input_details()[0]["index"]
     tensors = [t for t in interpreter.get_tensor_details() if t["dtype"] == np.float32]
@@ -258,7 +253,7 @@ def int8_tflite(saved_model_dir: str, calibration_images: np.ndarray) -> bytes:
     """The recipe, stages 1-2 and the renaming, on the SavedModel of a :func:`replace_layer_norms` model."""
     images = np.asarray(calibration_images, np.float32)
     calibrated = calibrate(saved_model_dir, images[:STRUCTURE_IMAGES])
-    calibrated = apply_ranges(calibrated, per_image_ranges(float_model(saved_model_dir), images))
+    calibrated = apply_ranges(calibrated, per_image_ranges(calibrated, images))
     return shorten_names(quantize_calibrated(calibrated))
 
 
@@ -310,7 +305,6 @@ def layer_errors(saved_model_dir: str, calibration_images: np.ndarray, debug_ima
         debug_model = convert.mlir_quantize(calibrated, fully_quantize=False, enable_numeric_verify=True)
         debugger = tf.lite.experimental.QuantizationDebugger(
             quant_debug_model_content=debug_model,
-            float_model_content=float_model(saved_model_dir),
             debug_dataset=_one_at_a_time(np.asarray(debug_images, np.float32)),
         )
         debugger.run()
