@@ -15,8 +15,8 @@ spec.loader.exec_module(speed)
 
 def test_tiny_keras_run_writes_a_report(tmp_path, monkeypatch):
     # The child runs on Keras' PyTorch backend where it is installed: eager, so nothing to trace or compile;
-    # the bench's own code is the same on every backend. One OpenMP thread: beside the other pytest worker,
-    # torch's spinning threads made each step ~40x slower (12 s against ~30 s per child, measured here).
+    # the bench's own code is the same on every backend. One OpenMP thread: beside another busy process (the
+    # other pytest worker), torch's spinning threads made each step ~40x slower (this test: 58 -> 29 s in CI).
     if importlib.util.find_spec("torch"):
         monkeypatch.setenv("KERAS_BACKEND", "torch")
         monkeypatch.setenv("OMP_NUM_THREADS", "1")
