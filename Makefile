@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# pip would byte-compile all ~20,000 installed modules (~80 s on 2 cores) while a test run imports ~4,400:
+# pip would byte-compile all ~20,000 installed modules (~80 s of a 2-core VM) while a test run imports ~4,400:
 # install with --no-compile and let Python cache each module the first time it is imported, even where the
 # shell sets PYTHONDONTWRITEBYTECODE (else every process would compile TensorFlow's modules again, ~15 s).
 export PYTHONDONTWRITEBYTECODE :=
