@@ -247,7 +247,7 @@ plt.show()
 # Integer kernels are what phones' fast paths run, so the int8 file should be the smallest, the fastest
 # and nearly as accurate as float. The converter's default int8 recipe (the code below: a representative
 # dataset, `TFLITE_BUILTINS_INT8`, uint8 in) gives this model none of that: its file is slower than
-# float32 (and was 4.5 points less accurate on the weights shipped before these). To see why, `opprofile.profile_ops` cuts every op of a file out into a one-op model
+# float32 (and was 4.5 points less accurate on earlier, 28-epoch weights). To see why, `opprofile.profile_ops` cuts every op of a file out into a one-op model
 # and times it alone with the runtime's default settings (XNNPACK, 1 thread), noting whether XNNPACK took
 # it; summed per op type:
 
@@ -368,11 +368,11 @@ show_jpeg(viz.show_images(images, titles, columns=5, size=2.6))
 # %% tags=["nbval-ignore-output"]
 ours = {row["kind"]: row for row in rows if not row.get("baseline")}
 int8, keras_row = ours["int8"], ours["keras"]
-drop = keras_row["val_top1"] - int8["val_top1"]  # negative when the int8 file is the more accurate one
+drop = round(keras_row["val_top1"] - int8["val_top1"], 6)  # negative when the int8 file is the more accurate one
 faster = all(int8[f"latency_{t}t_median_ms"] < ours[k][f"latency_{t}t_median_ms"] for t in (1, 2) for k in ("float32", "dynamic"))
 checks = [
     ("size <= 1.2 MB", f"{int8['size_mb']:.2f} MB", int8["size_mb"] <= 1.2),
-    ("top-1 drop <= 0.5 points", f"{100 * drop:.2f} points" if drop > 0 else f"none ({-100 * drop:.2f} points better)", drop <= 0.005),
+    ("top-1 drop <= 0.5 points", f"{100 * drop:.2f} points" if drop > 0 else f"none ({-100 * drop:.2f} points better)" if drop < 0 else "none (the same top-1)", drop <= 0.005),
     ("top-1 agreement >= 0.98", f"{int8['agreement']:.3f}", int8["agreement"] >= 0.98),
     ("latency <= 0.5x keras-io (1 thread)", f"{int8['latency_vs_baseline']:.2f}x", int8["latency_vs_baseline"] <= 0.5),
     ("faster than float32 and dynamic (1 and 2 threads)",
@@ -409,17 +409,17 @@ print(f"{differs.sum()} of {len(differs)} photos differ, at Keras margins {', '.
 # int8 rounding moves every probability a little, so it changes the answer only where Keras nearly ties:
 # all the differing photos sit at the far left. How many photos a model leaves that close to a tie
 # decides how many int8 can flip -- which is why the agreement gate can pass for one set of weights and
-# fail for slightly better ones (README, Results: weights with 86.7% top-1 have 18 photos below 0.1 and
+# fail for slightly better ones (docs/experiments.md: weights with 86.7% top-1 had 18 photos below 0.1 and
 # 9 flips, 0.973; quantization-aware fine-tuning did not change that).
 #
 # How to read it:
 #
 # * The **size** is fixed by the architecture and the recipe, not by training or the machine.
 # * The **accuracy drop** depends on the weights and on the 331 photos (one photo is 0.3 points): the
-#   same recipe lost 0.91 points on the previous, 28-epoch weights and loses none on these; the few photos
+#   same recipe lost 0.91 points on earlier, 28-epoch weights (the table above: on these); the few photos
 #   where int8 and Keras disagree are near-ties (above) and can fall either way.
 # * **Latency** depends on the machine (its cores, its SIMD width, what else runs). All files are measured
 #   in the same session, so the ratios are fairer than any single number, but measure on the device you
 #   will ship to before you believe them. On this repository's 2-core machine the int8 file and the
 #   dynamic-range file are within noise of each other, so the last check above comes out either way from
-#   one run to the next (README, "LiteRT exports of the shipped XXS": both `measure` runs).
+#   one run to the next (README, "LiteRT exports of the shipped XXS").

@@ -21,7 +21,7 @@ from mvlib.analysis import explain
 from mvlib.data import load_flowers
 from mvlib.training.evaluate import evaluate_model
 from mvlib.model import create_mobilevit
-from mvlib.training.pretrained import load_trained, publish_run, read_history
+from mvlib.training.pretrained import device_spans, load_trained, publish_run, read_history
 from mvlib.training.recipes import RECIPES, get_recipe, make_optimizer
 from mvlib.training.run import (AveragedWeightsBetweenEpochs, EpochCommitter, Progress, RunFolder, StopRequest,
                                _check_same_run, load_initial_weights, train)
@@ -145,11 +145,26 @@ def test_resume_after_interruption_matches_uninterrupted_run(tiny_data, tiny_dat
     info = json.loads((publish_run(tmp_path / "stage2", folder=tmp_path / "two-stage") / "run.json").read_text())
     assert [(s["recipe"], s["image_size"], s["epochs"]) for s in info["results"]["stages"]] == [("improved", 64, 2), ("fixres", 96, 1)]
     assert info["results"]["epoch"] == 3 and "history" not in info["settings"]["initial_weights"]
+    assert [span["epochs"] for span in info["results"]["devices"]] == [[1, 3]]  # both stages and the resume, on this machine
     shipped = read_history(tmp_path / "two-stage" / "history.csv")
     assert [r["epoch"] for r in shipped] == [1, 2, 3]
     assert shipped[-1]["val_accuracy"] == pytest.approx(stage2.last_val_accuracy, abs=1e-6)
     with pytest.raises(FileNotFoundError, match="not a run folder"):
         train("xxs", data96, tmp_path / "stage3", "fixres", initial_weights=tmp_path / "two-stage")
+
+
+def test_device_spans_number_epochs_across_stages():
+    """A run started on a GPU, resumed there, finished on a CPU, then a second stage on the CPU."""
+    gpu = {"device": "1 x NVIDIA H200", "keras": "3.15.1", "backend": "jax"}
+    cpu = {"device": "CPU, 2 cores", "keras": "3.15.1", "backend": "tensorflow"}
+    first = {"environments": [{**gpu, "from_epoch": 0}, {**gpu, "from_epoch": 59}, {**cpu, "from_epoch": 102}],
+             "history": [{}] * 200}
+    second = {"environments": [{**cpu, "from_epoch": 0}], "history": [{}] * 5}
+    assert device_spans([{}, {"initial_weights": first}], second, 205) == [
+        {"device": "1 x NVIDIA H200, Keras 3.15.1 on jax", "epochs": [1, 102]},
+        {"device": "CPU, 2 cores, Keras 3.15.1 on tensorflow", "epochs": [103, 205]}]
+    one_run = {"environments": [{**cpu, "from_epoch": 0}, {**gpu, "from_epoch": 3}], "history": [{}] * 4}
+    assert [span["epochs"] for span in device_spans([{}], one_run, 4)] == [[1, 3], [4, 4]]
 
 
 class RecordEpochs(keras.callbacks.Callback):

@@ -73,6 +73,7 @@ def publish_run(run_dir: str | os.PathLike, name: str = DEFAULT, weights: str | 
         if data.class_names != settings["class_names"]:
             raise ValueError(f"the data's classes {data.class_names} differ from the run's {settings['class_names']}")
     model, _ = load_trained(run_dir, weights, image_size)  # uncompiled: its weights file has no optimizer
+    settings_chain = stage_settings(settings)
     stages = run_stages(settings, state["history"])
     history = [row for stage in stages for row in stage.pop("history")]
     results = {k: state[k] for k in ("epoch", "best_epoch", "best_val_accuracy")}
@@ -88,9 +89,8 @@ def publish_run(run_dir: str | os.PathLike, name: str = DEFAULT, weights: str | 
                            f"{image_size}, the size the weights are meant to be used at")
     if command:
         results["command"] = command
-    environments = state.get("environments", [])
-    if environments:
-        results["device"] = "; ".join(f"{e['device']}, Keras {e['keras']} on {e['backend']} (from epoch {e['from_epoch']})" for e in environments)
+    if state.get("environments"):
+        results["devices"] = device_spans(settings_chain, state, len(history))
     results["weights"] = {None: "last epoch", "best": "best epoch (chosen on the validation split)"}.get(weights, str(weights))
     folder = Path(folder) if folder else PRETRAINED_DIR / name
     folder.mkdir(parents=True, exist_ok=True)
@@ -106,6 +106,22 @@ def stage_settings(settings: dict) -> list[dict]:
     epoch (``train(initial_weights=run folder)``) continues that run at a new recipe or image size."""
     earlier = settings.get("initial_weights", {}).get("settings")
     return (stage_settings(earlier) if earlier else []) + [settings]
+
+
+def device_spans(chain: list[dict], state: dict, epochs: int) -> list[dict]:
+    """Where each span of a run's epochs (all its stages, numbered as in its history) was trained:
+    ``[{"device": "1 x NVIDIA H200, Keras 3.15.1 on jax", "epochs": [1, 102]}, ...]``; a resume on the same
+    kind of machine continues its span."""
+    parts, offset = [], 0
+    for record in [later["initial_weights"] for later in chain[1:]] + [state]:
+        for e in record.get("environments", []):
+            where = f"{e['device']}, Keras {e['keras']} on {e['backend']}"
+            if not parts or parts[-1]["device"] != where:
+                parts.append({"device": where, "epochs": [e["from_epoch"] + offset + 1, None]})
+        offset += len(record["history"])
+    for part, following in zip(parts, parts[1:] + [None]):
+        part["epochs"][1] = following["epochs"][0] - 1 if following else epochs
+    return parts
 
 
 def run_stages(settings: dict, history: list[dict]) -> list[dict]:

@@ -416,13 +416,14 @@ def train(
 
 def describe_weights(initial_weights: str | os.PathLike) -> dict:
     """Where a run's starting weights came from, for its settings: a file, or a run folder's last epoch
-    (with that run's settings and history, so the two stages can be read as one run)."""
+    (with that run's settings, history and devices, so the two stages can be read as one run)."""
     path = Path(initial_weights)
     if path.is_dir():
         state = RunFolder(path).load_state()
         if state is None:
             raise FileNotFoundError(f"{path} is a folder but not a run folder (no state.json)")
-        return {"run_dir": str(path), "epoch": state["epoch"], "settings": state["settings"], "history": state["history"]}
+        return {"run_dir": str(path), "epoch": state["epoch"], "settings": state["settings"], "history": state["history"],
+                "environments": state.get("environments", [])}
     if not path.is_file():
         raise FileNotFoundError(f"no weights file or run folder {path}")
     return {"file": str(path)}
