@@ -73,15 +73,17 @@ def publish_run(run_dir: str | os.PathLike, name: str = DEFAULT, weights: str | 
         if data.class_names != settings["class_names"]:
             raise ValueError(f"the data's classes {data.class_names} differ from the run's {settings['class_names']}")
     model, _ = load_trained(run_dir, weights, image_size)  # uncompiled: its weights file has no optimizer
-    settings_chain = stage_settings(settings)
     stages = run_stages(settings, state["history"])
     history = [row for stage in stages for row in stage.pop("history")]
     results = {k: state[k] for k in ("epoch", "best_epoch", "best_val_accuracy")}
     results["last_val_accuracy"] = state["history"][-1]["val_accuracy"]
+    if state.get("environments"):
+        results["devices"] = device_spans(stage_settings(settings), state, len(history))
     if len(stages) > 1:  # epochs and the best epoch counted over all stages, as history.csv numbers them
         results.update(epoch=len(history), best_epoch=state["best_epoch"] + len(history) - len(state["history"]),
                        stages=stages)
-        settings = {**settings, "initial_weights": {k: v for k, v in settings["initial_weights"].items() if k != "history"}}
+        earlier = {k: v for k, v in settings["initial_weights"].items() if k not in ("history", "environments")}  # in results
+        settings = {**settings, "initial_weights": earlier}
     if image_size != settings["image_size"]:
         results["val_accuracy_at_image_size"] = evaluate_model(model, data.val, data.class_names).accuracy
         results["note"] = (f"trained at {settings['image_size']}x{settings['image_size']}: the history's "
@@ -89,8 +91,6 @@ def publish_run(run_dir: str | os.PathLike, name: str = DEFAULT, weights: str | 
                            f"{image_size}, the size the weights are meant to be used at")
     if command:
         results["command"] = command
-    if state.get("environments"):
-        results["devices"] = device_spans(settings_chain, state, len(history))
     results["weights"] = {None: "last epoch", "best": "best epoch (chosen on the validation split)"}.get(weights, str(weights))
     folder = Path(folder) if folder else PRETRAINED_DIR / name
     folder.mkdir(parents=True, exist_ok=True)
