@@ -402,7 +402,7 @@ ax.set_ylabel("validation photos")
 ax.legend()
 fig.tight_layout()
 plt.show()
-print(f"{differs.sum()} of {len(differs)} photos differ, at Keras margins {', '.join(f'{m:.3f}' for m in np.sort(margin[differs]))}; "
+print(f"{differs.sum()} of {len(differs)} photos differ, at Keras margins {', '.join(f'{m:.2g}' for m in np.sort(margin[differs]))}; "
       f"{(margin < 0.1).sum()} photos have a margin below 0.1")
 
 # %% [markdown]

@@ -27,16 +27,17 @@ def plot_confusion_matrix(evaluation, title: str = "Confusion matrix (validation
 
 def plot_history(histories: dict[str, list[dict]]):
     """Loss and accuracy curves; ``histories`` maps a run label to its list of per-epoch rows."""
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
     for label, rows in histories.items():
         epochs = [r["epoch"] for r in rows]
         for ax, key in ((ax_loss, "loss"), (ax_acc, "accuracy")):
-            line, = ax.plot(epochs, [r[key] for r in rows], "--", alpha=0.7, label=f"{label} train")
-            ax.plot(epochs, [r[f"val_{key}"] for r in rows], color=line.get_color(), label=f"{label} val")
+            line, = ax.plot(epochs, [r[key] for r in rows], "--", alpha=0.7)
+            ax.plot(epochs, [r[f"val_{key}"] for r in rows], color=line.get_color(), label=label if ax is ax_acc else None)
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="top-1 accuracy", title="accuracy", ylim=(0, 1))
-    ax_acc.legend(fontsize=8)
-    fig.tight_layout()
+    # one entry per run, below the plots where it hides no curve; the line style says train or val
+    fig.legend(loc="outside lower center", ncols=2, fontsize=8, title="dashed: training split; solid: validation split",
+               title_fontsize=8)
     return fig
 
 
