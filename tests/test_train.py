@@ -157,14 +157,14 @@ def test_device_spans_number_epochs_across_stages():
     """A run started on a GPU, resumed there, finished on a CPU, then a second stage on the CPU."""
     gpu = {"device": "1 x NVIDIA H200", "keras": "3.15.1", "backend": "jax"}
     cpu = {"device": "CPU, 2 cores", "keras": "3.15.1", "backend": "tensorflow"}
-    first = {"environments": [{**gpu, "from_epoch": 0}, {**gpu, "from_epoch": 59}, {**cpu, "from_epoch": 102}],
+    first = {"settings": {"recipe": {"name": "long"}}, "environments": [{**gpu, "from_epoch": 0}, {**gpu, "from_epoch": 59}, {**cpu, "from_epoch": 102}],
              "history": [{}] * 200}
-    second = {"environments": [{**cpu, "from_epoch": 0}], "history": [{}] * 5}
-    assert device_spans([{}, {"initial_weights": first}], second, 205) == [
+    second = {"settings": {"initial_weights": first}, "environments": [{**cpu, "from_epoch": 0}], "history": [{}] * 5}
+    assert device_spans(second) == [
         {"device": "1 x NVIDIA H200, Keras 3.15.1 on jax", "epochs": [1, 102]},
         {"device": "CPU, 2 cores, Keras 3.15.1 on tensorflow", "epochs": [103, 205]}]
-    one_run = {"environments": [{**cpu, "from_epoch": 0}, {**gpu, "from_epoch": 3}], "history": [{}] * 4}
-    assert [span["epochs"] for span in device_spans([{}], one_run, 4)] == [[1, 3], [4, 4]]
+    one_run = {"settings": {}, "environments": [{**cpu, "from_epoch": 0}, {**gpu, "from_epoch": 3}], "history": [{}] * 4}
+    assert [span["epochs"] for span in device_spans(one_run)] == [[1, 3], [4, 4]]
 
 
 class RecordEpochs(keras.callbacks.Callback):

@@ -78,7 +78,7 @@ def publish_run(run_dir: str | os.PathLike, name: str = DEFAULT, weights: str | 
     results = {k: state[k] for k in ("epoch", "best_epoch", "best_val_accuracy")}
     results["last_val_accuracy"] = state["history"][-1]["val_accuracy"]
     if state.get("environments"):
-        results["devices"] = device_spans(stage_settings(settings), state, len(history))
+        results["devices"] = device_spans(state)
     if len(stages) > 1:  # epochs and the best epoch counted over all stages, as history.csv numbers them
         results.update(epoch=len(history), best_epoch=state["best_epoch"] + len(history) - len(state["history"]),
                        stages=stages)
@@ -108,19 +108,19 @@ def stage_settings(settings: dict) -> list[dict]:
     return (stage_settings(earlier) if earlier else []) + [settings]
 
 
-def device_spans(chain: list[dict], state: dict, epochs: int) -> list[dict]:
+def device_spans(state: dict) -> list[dict]:
     """Where each span of a run's epochs (all its stages, numbered as in its history) was trained:
     ``[{"device": "1 x NVIDIA H200, Keras 3.15.1 on jax", "epochs": [1, 102]}, ...]``; a resume on the same
-    kind of machine continues its span."""
+    kind of machine continues its span. ``state`` is the run's state.json."""
     parts, offset = [], 0
-    for record in [later["initial_weights"] for later in chain[1:]] + [state]:
+    for record in [later["initial_weights"] for later in stage_settings(state["settings"])[1:]] + [state]:
         for e in record.get("environments", []):
             where = f"{e['device']}, Keras {e['keras']} on {e['backend']}"
             if not parts or parts[-1]["device"] != where:
                 parts.append({"device": where, "epochs": [e["from_epoch"] + offset + 1, None]})
         offset += len(record["history"])
     for part, following in zip(parts, parts[1:] + [None]):
-        part["epochs"][1] = following["epochs"][0] - 1 if following else epochs
+        part["epochs"][1] = following["epochs"][0] - 1 if following else offset
     return parts
 
 
