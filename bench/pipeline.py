@@ -1,14 +1,16 @@
-"""How many augmented training images per second the input pipeline makes, by number of threads.
+"""How many augmented training images per second the input pipeline makes, by loader and number of workers.
 
-    python bench/pipeline.py --data-dir data/flowers256                  # 1 thread and one per core
-    KERAS_BACKEND=jax python bench/pipeline.py --threads 16 --mix none mixup-or-cutmix ...
+    python bench/pipeline.py --data-dir data/flowers256                  # 1 worker and one per core
+    KERAS_BACKEND=jax python bench/pipeline.py --workers 16 --mix none mixup-or-cutmix ...
 
 A GPU trains ``xxs`` at ~2,000 images/s (issue 12): the pipeline has to make at least that many. This
-builds batches exactly as training does -- :meth:`mvlib.data.TrainStream.batch` (decoded photos in memory,
-the recipe's augmentation, MixUp/CutMix in numpy) called from a pool of threads, as Keras' own
-PyDataset workers call it -- and reports images/s for each thread count and mix. The first batch of each
-setting is untimed (a warm-up). The report (``<out>/pipeline-<device>-<backend>.md``
-and ``.json``) names the device and backend.
+builds batches exactly as training does -- ``stream[i]`` of a :class:`mvlib.data.TrainStream` (decoded
+photos in memory, the recipe's augmentation, MixUp/CutMix in numpy), asked for by a pool of threads as
+Keras' own PyDataset workers ask, each batch made in that thread or, with ``--loader processes``, in a
+worker process -- and reports images/s for each loader, number of workers and mix. Each setting's first
+``workers`` batches are untimed (a warm-up: the workers start, the allocator grows), and each batch is
+dropped once made, as training drops it. The report (``<out>/pipeline-<device>-<backend>.md`` and
+``.json``) names the device and backend.
 """
 
 from __future__ import annotations
@@ -26,12 +28,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def measure(stream, threads: int, batches: int) -> float:
-    """Images/s of ``batches`` batches of epoch 0 built by ``threads`` threads."""
-    stream.batch(0, 0)  # untimed: a warm-up (first allocations, caches)
-    start = time.perf_counter()
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(lambda i: stream.batch(0, i % len(stream)), range(1, batches + 1)))
+def measure(stream, batches: int) -> float:
+    """Images/s of ``batches`` batches of epoch 0, asked for by ``stream.workers`` threads at a time."""
+    def make(i):
+        stream[i % len(stream)]  # dropped at once, as training does: kept, each would need fresh memory
+
+    with ThreadPoolExecutor(stream.workers) as pool:
+        list(pool.map(make, range(stream.workers)))  # untimed warm-up
+        start = time.perf_counter()
+        list(pool.map(make, range(batches)))
     return batches * stream.batch_size / (time.perf_counter() - start)
 
 
@@ -43,19 +48,23 @@ def run(args) -> dict:
     from mvlib.tables import format_table
 
     data = load_flowers(args.source, args.data_dir, image_size=args.image_size, limit=args.limit)
-    threads = args.threads or sorted({1, min(16, os.cpu_count() or 1)})
+    workers = args.workers or sorted({1, min(16, os.cpu_count() or 1)})
     rows = []
-    for mix in args.mix:
-        stream = data.train_stream(augment=args.augment, batch_size=args.batch_size, seed=0,
-                                   mix=None if mix == "none" else mix, workers=1)
-        for n in threads:
-            rows.append({"augment": args.augment, "mix": mix, "threads": n, "images_per_s": measure(stream, n, args.batches)})
-            print(rows[-1], flush=True)
+    for loader in args.loader:
+        for mix in args.mix:
+            for n in workers:
+                stream = data.train_stream(augment=args.augment, batch_size=args.batch_size, seed=0, workers=n,
+                                           mix=None if mix == "none" else mix, processes=loader == "processes")
+                rows.append({"augment": args.augment, "mix": mix, "loader": loader, "workers": n,
+                             "images_per_s": measure(stream, args.batches)})
+                stream.close()
+                print(rows[-1], flush=True)
     report = {"command": "python bench/pipeline.py " + " ".join(sys.argv[1:]), "device": describe_device(),
               "cpu_count": os.cpu_count(), "backend": keras.backend.backend(), "image_size": args.image_size,
               "batch_size": args.batch_size, "rows": rows}
-    table = format_table(["augment", "mix", "threads", "images/s"],
-                         [[r["augment"], r["mix"], r["threads"], round(r["images_per_s"])] for r in rows], markdown=True)
+    table = format_table(["augment", "mix", "loader", "workers", "images/s"],
+                         [[r["augment"], r["mix"], r["loader"], r["workers"], round(r["images_per_s"])] for r in rows],
+                         markdown=True)
     text = (f"# Input pipeline, {report['device']}, Keras on {report['backend']}\n\n"
             f"`{report['command']}`: batches of {args.batch_size} at {args.image_size} px.\n\n{table}\n")
     out = Path(args.out)
@@ -76,7 +85,9 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--augment", default="inception")
     p.add_argument("--mix", nargs="+", default=["none", "mixup-or-cutmix"])
-    p.add_argument("--threads", nargs="+", type=int, help="thread counts (default: 1 and one per core, up to 16)")
+    p.add_argument("--loader", nargs="+", choices=["threads", "processes"], default=["threads", "processes"],
+                   help="where each batch is made: in the thread that asks, or in a worker process")
+    p.add_argument("--workers", nargs="+", type=int, help="batches made at once (default: 1 and one per core, up to 16)")
     p.add_argument("--batches", type=int, default=16, help="timed batches per setting")
     p.add_argument("--out", default=str(ROOT / "bench"))
     return p.parse_args(argv)

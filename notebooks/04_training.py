@@ -100,12 +100,13 @@ print(format_table(["class", "train", "val", "share of val"], rows, align="lrrr"
 show_source(augment)
 
 # %% [markdown]
-# Every random number comes from the generator it is given. `TrainStream` builds batch i of epoch e from
+# Every random number comes from the generator it is given. `TrainStream` crops batch i of epoch e with
 # generators seeded with (seed, e, pass, position), so the batches of an epoch are the same whether the
-# run got there in one go or was resumed, and however many threads build them:
+# run got there in one go or was resumed, and however many threads -- or worker processes
+# (`MVLIB_LOADER=processes`, for machines with many cores) -- make them:
 
 # %%
-show_source(TrainStream.batch, TrainStream.on_epoch_end)
+show_source(TrainStream.crops, TrainStream.batch, TrainStream.on_epoch_end)
 
 # %% [markdown]
 # One photo (left), then five draws of each augmentation:

@@ -231,6 +231,57 @@ def test_train_stream_with_longer_epochs_continues_with_new_permutations(folder)
     assert not np.array_equal(seen[:15], seen[15:])
 
 
+def test_worker_processes_make_the_batches_threads_make_and_fall_back_to_threads(folder):
+    flowers = load_flowers("folder", folder, image_size=16, batch_size=4, val_fraction=0.2)
+    settings = dict(augment="inception", mix="mixup-or-cutmix", initial_epoch=2, workers=1)
+    threads, processes = flowers.train_stream(processes=False, **settings), flowers.train_stream(processes=True, **settings)
+    made = {}
+    for name, stream in (("threads", threads), ("processes", processes)):
+        made[name] = []
+        for _ in range(2):  # two epochs: the workers follow the stream's epoch
+            made[name] += [stream[i] for i in range(len(stream))]
+            stream.on_epoch_end()
+    for (x, y), (px, py) in zip(made["threads"], made["processes"], strict=True):
+        np.testing.assert_array_equal(px, x)
+        np.testing.assert_array_equal(py, y)
+    shared = processes._pool._dir
+    assert shared.is_dir()
+    for worker in list(processes._pool._pool._processes.values()):
+        worker.kill()  # as the OOM killer would, or a SIGTERM to the process group
+    with pytest.warns(UserWarning, match="worker processes stopped"):
+        x, y = processes[1]
+    np.testing.assert_array_equal(x, threads.batch(4, 1)[0])
+    assert processes._pool is None and not shared.exists() and processes.processes is False
+
+
+def test_loader_is_threads_unless_the_environment_asks_for_processes(monkeypatch):
+    from mvlib.data.pipeline import _processes_from_environment
+
+    monkeypatch.delenv("MVLIB_LOADER", raising=False)
+    assert _processes_from_environment() is False
+    monkeypatch.setenv("MVLIB_LOADER", "processes")
+    assert _processes_from_environment() is True
+    monkeypatch.setenv("MVLIB_LOADER", "gpu")
+    with pytest.raises(ValueError, match="MVLIB_LOADER='gpu'"):
+        _processes_from_environment()
+
+
+def test_folders_of_killed_streams_are_removed_by_the_next(tmp_path):
+    import subprocess
+    import sys
+
+    from mvlib.data.processes import _PREFIX, _remove_stale_folders
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    stale, live = tmp_path / f"{_PREFIX}{ended.pid}-abc", tmp_path / f"{_PREFIX}{os.getpid()}-def"
+    for folder in (stale, live):
+        folder.mkdir()
+        (folder / "images.u8").write_bytes(b"x")
+    _remove_stale_folders(str(tmp_path))
+    assert not stale.exists() and live.exists()
+
+
 def test_bad_files_are_reported_and_the_rest_train_without_errors(tmp_path):
     rng = np.random.default_rng(3)
     root = make_folder(tmp_path / "flowers", {"daisy": 4, "roses": 4})

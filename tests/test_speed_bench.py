@@ -82,15 +82,21 @@ pipeline = importlib.util.module_from_spec(pipeline_spec)
 pipeline_spec.loader.exec_module(pipeline)
 
 
-def test_pipeline_bench_measures_each_mix_and_thread_count(tmp_path):
-    args = pipeline.parse_args(["--source", "synthetic", "--data-dir", str(tmp_path / "photos"), "--limit", "10",
-                                "--image-size", "64", "--batch-size", "4", "--batches", "2", "--threads", "1", "2",
-                                "--mix", "none", "mixup", "--out", str(tmp_path)])
-    report = pipeline.run(args)
-    assert [(r["mix"], r["threads"]) for r in report["rows"]] == [("none", 1), ("none", 2), ("mixup", 1), ("mixup", 2)]
-    assert all(r["images_per_s"] > 0 for r in report["rows"])
+def test_pipeline_bench_measures_each_loader_mix_and_worker_count(tmp_path):
+    def bench(*options):
+        return pipeline.run(pipeline.parse_args([
+            "--source", "synthetic", "--data-dir", str(tmp_path / "photos"), "--limit", "10", "--image-size", "64",
+            "--batch-size", "4", "--batches", "2", "--out", str(tmp_path), *options]))
+
+    report = bench("--loader", "threads", "--workers", "1", "2", "--mix", "none", "mixup")
+    assert [(r["mix"], r["workers"]) for r in report["rows"]] == [("none", 1), ("none", 2), ("mixup", 1), ("mixup", 2)]
+    assert all(r["images_per_s"] > 0 and r["loader"] == "threads" for r in report["rows"])
     assert json.loads(next(tmp_path.glob("pipeline-*.json")).read_text())["rows"] == report["rows"]
-    assert "| inception | mixup" in next(tmp_path.glob("pipeline-*.md")).read_text()
+    assert "| inception | mixup | threads" in next(tmp_path.glob("pipeline-*.md")).read_text()
+    # in worker processes (tests/test_data.py checks that they make the batches threads make)
+    report = bench("--loader", "processes", "--workers", "1", "--mix", "none")
+    assert [(r["loader"], r["workers"]) for r in report["rows"]] == [("processes", 1)]
+    assert report["rows"][0]["images_per_s"] > 0
 
 
 def test_models_run_in_order_and_the_report_survives_a_stop(tmp_path, monkeypatch):

@@ -6,7 +6,8 @@
 #     OUT=results BUDGET=530 tools/gpu_lease.sh
 #
 # (tools/gpu_train.sh is the whole job at 256 px with no budget, for a box of one's own.)
-# 1. the input pipeline on this box's cores at SIZE px (bench/pipeline.py, 16 threads);
+# 1. the input pipeline on this box's cores at SIZE px (bench/pipeline.py: 16 workers, threads and processes);
+#    training then uses whichever made more batches (MVLIB_LOADER);
 # 2. issue 15 in SPEED_BUDGET seconds (0 skips it, once measured): the profile of xxs's training step
 #    (bench/step_profile.py, PROFILE_BUDGET of them), then the speed table (bench/speed.py: xxs, xxs with
 #    shifted-sum depthwise convolutions, timm, keras-io);
@@ -53,7 +54,11 @@ finished() {  # has the run in $1 trained all its epochs?
 }
 
 echo "== pipeline ($(left) s left)"
-timeout 60 $PY bench/pipeline.py "${DATA[@]}" --image-size "$SIZE" --threads 16 --batches 8 --out "$WORK/bench"
+timeout 90 $PY bench/pipeline.py "${DATA[@]}" --image-size "$SIZE" --workers 16 --batches 8 --mix mixup-or-cutmix --out "$WORK/bench"
+# Train with the loader that made more mixed batches here (threads or worker processes; threads if unmeasured).
+export MVLIB_LOADER=$($PY -c "import glob, json, sys; rows = [r for f in glob.glob(sys.argv[1]) for r in json.load(open(f))['rows']]
+print(max(rows, key=lambda r: r['images_per_s'])['loader'] if rows else 'threads')" "$WORK/bench/pipeline-*.json")
+echo "loader: $MVLIB_LOADER"
 
 if ((SPEED_BUDGET > 0)); then
     SPEED_END=$((SECONDS + SPEED_BUDGET))

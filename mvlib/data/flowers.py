@@ -128,7 +128,7 @@ class FlowerData:
 
     def train_stream(self, initial_epoch: int = 0, augment: str | None = None, batch_size: int | None = None,
                      seed: int | None = None, steps_per_epoch: int | None = None, workers: int | None = None,
-                     mix: str | None = None) -> TrainStream:
+                     mix: str | None = None, processes: bool | None = None) -> TrainStream:
         """The training stream from ``initial_epoch`` (see :class:`TrainStream`)."""
         if augment == "keras-io" and self.train_images.shape[1] < self.image_size + RESIZE_MARGIN:
             augment = "none"  # load_flowers(augment=False) cached image_size images: nothing to crop from
@@ -136,7 +136,7 @@ class FlowerData:
             self.train_images, self.train_labels, self.num_classes, image_size=self.image_size,
             augment_mode=augment or self.augment, batch_size=batch_size or self.batch_size,
             seed=self.seed if seed is None else seed, initial_epoch=initial_epoch,
-            steps_per_epoch=steps_per_epoch, workers=workers, mix=mix,
+            steps_per_epoch=steps_per_epoch, workers=workers, mix=mix, processes=processes,
         )
 
     def balanced_images(self, split: str, limit: int) -> np.ndarray:

@@ -7,13 +7,18 @@ the batches an uninterrupted run would have, whichever backend and however many 
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+import threading
+import warnings
+from concurrent.futures.process import BrokenProcessPool
 
 import keras
 import numpy as np
 
 from mvlib.data.images import AUGMENTATIONS, augment
+from mvlib.data.processes import CropProcesses
 
 MIXES = ("mixup", "cutmix", "mixup-or-cutmix")
 
@@ -46,12 +51,16 @@ class TrainStream(keras.utils.PyDataset):
     ``(seed, e, p)`` and ``(seed, e, p, i)``. An epoch is ``steps_per_epoch`` full batches (default
     ``ceil(n / batch_size)``: every image once, the last batch topped up from permutation 1), so every
     batch has the same shape (one compiled step; batches split evenly across devices). Keras calls
-    ``on_epoch_end`` after each epoch, which moves the stream to the next one. Batches are built by
-    ``workers`` threads (Pillow and numpy release the GIL).
+    ``on_epoch_end`` after each epoch, which moves the stream to the next one.
+
+    Keras asks for ``workers`` batches at a time, from threads. ``processes=True`` has their :meth:`crops`
+    made in worker processes instead (:mod:`mvlib.data.processes`: the same pixels, past the GIL that caps
+    threads; the rest of :meth:`batch` stays in the thread); ``None`` takes the environment variable
+    ``MVLIB_LOADER`` (``threads``, the default, or ``processes``).
     """
 
     def __init__(self, images, labels, num_classes, *, image_size, augment_mode="keras-io", batch_size=64,
-                 seed=42, initial_epoch=0, steps_per_epoch=None, workers=None, mix=None):
+                 seed=42, initial_epoch=0, steps_per_epoch=None, workers=None, mix=None, processes=None):
         if augment_mode not in AUGMENTATIONS:
             raise ValueError(f"unknown augment {augment_mode!r}; valid: {', '.join(AUGMENTATIONS)}")
         if mix is not None and mix not in MIXES:
@@ -68,6 +77,9 @@ class TrainStream(keras.utils.PyDataset):
         self.epoch = initial_epoch
         self.steps = steps_per_epoch or math.ceil(len(images) / batch_size)
         self._orders: dict[tuple[int, int], np.ndarray] = {}
+        self.processes = processes
+        self._pool: CropProcesses | None = None
+        self._pool_lock = threading.Lock()
 
     def __len__(self) -> int:
         return self.steps
@@ -81,8 +93,8 @@ class TrainStream(keras.utils.PyDataset):
             self._orders = {**{k: v for k, v in self._orders.items() if k[0] == epoch}, key: order}  # forget older epochs
         return order
 
-    def batch(self, epoch: int, index: int):
-        """Batch ``index`` of epoch ``epoch`` (what ``stream[index]`` returns during that epoch)."""
+    def crops(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The augmented images of batch ``index`` of epoch ``epoch`` (uint8) and their one-hot labels."""
         n, images = len(self.images), []
         positions = range(index * self.batch_size, (index + 1) * self.batch_size)
         picked = [(p // n, p % n) for p in positions]
@@ -91,7 +103,13 @@ class TrainStream(keras.utils.PyDataset):
             image = self.images[self._order(epoch, pass_index)[i]]
             images.append(augment(image, self.image_size, self.augment_mode, rng, dtype=np.uint8))
         labels = [self.labels[self._order(epoch, p)[i]] for p, i in picked]
-        images, labels = np.stack(images).astype(np.float32), one_hot(np.array(labels), self.num_classes)
+        return np.stack(images), one_hot(np.array(labels), self.num_classes)
+
+    def batch(self, epoch: int, index: int, crops: tuple[np.ndarray, np.ndarray] | None = None):
+        """Batch ``index`` of epoch ``epoch`` (what ``stream[index]`` returns during that epoch): its
+        :meth:`crops` (or ``crops``, made already by a worker process) as float32, mixed if the recipe mixes."""
+        images, labels = crops or self.crops(epoch, index)
+        images = images.astype(np.float32)  # once per batch: a quarter of the bytes to stack as uint8
         if self.mix:
             # Its own stream, apart from the per-image (seed, epoch, pass, position) ones: a spawn key.
             seed = np.random.SeedSequence((self.seed, epoch), spawn_key=(index,)).generate_state(1)[0]
@@ -101,13 +119,51 @@ class TrainStream(keras.utils.PyDataset):
     def __getitem__(self, index: int):
         if not 0 <= index < self.steps:
             raise IndexError(index)
+        pool = self._worker_processes()
+        if pool is not None:
+            try:
+                return self.batch(self.epoch, index, crops=pool.crops(self.epoch, index))
+            except BrokenProcessPool:  # a worker ended (a SIGTERM, out of memory): threads make the same batches
+                warnings.warn("the crop worker processes stopped; making batches in threads from here", stacklevel=2)
+                self.close()
         return self.batch(self.epoch, index)
+
+    def _worker_processes(self) -> CropProcesses | None:
+        """The worker processes, started at the first batch (threads ask at once), or None for threads."""
+        with self._pool_lock:
+            if self.processes is None:
+                self.processes = _processes_from_environment()
+            if self.processes and self._pool is None:
+                make_stream = functools.partial(
+                    TrainStream, num_classes=self.num_classes, image_size=self.image_size, augment_mode=self.augment_mode,
+                    batch_size=self.batch_size, seed=self.seed, steps_per_epoch=self.steps, workers=1, mix=self.mix,
+                    processes=False)
+                shape = (self.batch_size, self.image_size, self.image_size, 3)  # a batch's crops
+                self._pool = CropProcesses(make_stream, self.images, self.labels, shape,
+                                           processes=self.workers, slots=self.workers)
+            return self._pool
+
+    def close(self) -> None:
+        """Stop the worker processes, if any, and make later batches in threads. (Without it, the processes
+        stop when the stream is garbage, or at exit.)"""
+        with self._pool_lock:
+            self.processes = False
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
 
     def __iter__(self):
         return (self[i] for i in range(self.steps))
 
     def on_epoch_end(self):
         self.epoch += 1
+
+
+def _processes_from_environment() -> bool:
+    choice = os.environ.get("MVLIB_LOADER", "threads").strip().lower()
+    if choice not in ("threads", "processes"):
+        raise ValueError(f"MVLIB_LOADER={choice!r}: expected 'threads' or 'processes'")
+    return choice == "processes"
 
 
 def mix_batch(images: np.ndarray, labels: np.ndarray, mode: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
