@@ -10,9 +10,10 @@ both, and ``MVLIB_LOADER=processes`` (or ``TrainStream(processes=True)``) picks 
 As in PyTorch's ``DataLoader``, the decoded images are written once to a memory-mapped file that every
 worker maps; each worker crops a batch's images with the stream's own ``crops`` (the same pixels, to the
 bit) into one of a few batch-sized uint8 slots of a second mapped file, from which the caller copies
-them; it converts and mixes them in its thread, where numpy releases the GIL. Workers are started with ``spawn``, not forked: a fork of a process that runs
-JAX or CUDA can deadlock (Keras' own ``use_multiprocessing`` forks). Each imports this package, so it
-starts in a few seconds (6 s under JAX, 12 s under TensorFlow on the 2-core machine), once per stream.
+them; it converts and mixes them in its thread, where numpy releases the GIL. Workers are started with
+``spawn``, not forked: a fork of a process that runs JAX or CUDA can deadlock (Keras' own
+``use_multiprocessing`` forks). Each imports this package, so it starts in a few seconds (6 s under JAX,
+12 s under TensorFlow on the 2-core machine), once per stream.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-_PREFIX = "mvlib-batches-"  # + the pid of the process that made the folder
+_PREFIX = "mvlib-crops-"  # + the pid of the process that made the folder
 _worker: dict = {}  # in a worker process: its stream and the mapped slots
 
 
@@ -117,8 +118,8 @@ def _shut_down(pool: ProcessPoolExecutor, folder: Path) -> None:
 
 def _start_worker(make_stream, images_path, images_shape, labels, slots_path, slots_shape) -> None:
     # A Ctrl-C reaches the terminal's whole process group; the training process answers it by finishing its
-    # epoch, with its workers. (A SIGTERM to the group, as `timeout` sends, ends them: the stream then makes
-    # the epoch's last batches in threads. The pool itself stops its workers with SIGTERM.)
+    # epoch, with its workers. SIGTERM still ends them (the pool uses it on a broken pool); after a SIGTERM to
+    # the group, as `timeout` sends, the stream makes the epoch's last batches in threads.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Stop with the parent however it ends (kill -9 too): an idle worker would wait for tasks forever.
     parent = multiprocessing.parent_process()
