@@ -139,8 +139,7 @@ class TrainStream(keras.utils.PyDataset):
                     batch_size=self.batch_size, seed=self.seed, steps_per_epoch=self.steps, workers=1, mix=self.mix,
                     processes=False)
                 shape = (self.batch_size, self.image_size, self.image_size, 3)  # a batch's crops
-                self._pool = CropProcesses(make_stream, self.images, self.labels, shape,
-                                           processes=self.workers, slots=self.workers)
+                self._pool = CropProcesses(make_stream, self.images, self.labels, shape, processes=self.workers)
             return self._pool
 
     def close(self) -> None:

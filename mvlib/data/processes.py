@@ -37,7 +37,7 @@ _worker: dict = {}  # in a worker process: its stream and the mapped slots
 
 
 class CropProcesses:
-    """``processes`` worker processes that make ``make_stream(images, labels)``'s crops, ``slots`` batches at a time.
+    """``processes`` worker processes that make ``make_stream(images, labels)``'s crops, a batch each at a time.
 
     ``make_stream`` must be picklable (a class or a top-level function with picklable arguments, e.g. a
     ``functools.partial`` of ``TrainStream``); its ``crops(epoch, index)`` must return uint8 images of
@@ -45,9 +45,10 @@ class CropProcesses:
     """
 
     def __init__(self, make_stream, images: np.ndarray, labels: np.ndarray, batch_shape: tuple[int, ...],
-                 *, processes: int, slots: int):
-        if processes < 1 or slots < 1:
-            raise ValueError(f"processes and slots must be >= 1, got {processes} and {slots}")
+                 *, processes: int):
+        if processes < 1:
+            raise ValueError(f"processes must be >= 1, got {processes}")
+        slots = processes  # one batch in flight per worker
         images = np.ascontiguousarray(images)
         slot_bytes = int(np.prod(batch_shape))
         memory_dir = _memory_dir(images.nbytes + slots * slot_bytes)
@@ -107,7 +108,7 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's process
-        return True
+        pass
     return True
 
 
