@@ -1,4 +1,4 @@
-"""The package's shape: no import cycles between mvlib's modules (tests/test_jax.py: no TensorFlow import under JAX)."""
+"""The package's shape: no import cycles between mvlib's modules (tests/test_backends.py: no TensorFlow import under JAX or PyTorch)."""
 
 import ast
 from pathlib import Path

@@ -1,6 +1,6 @@
 """Recipes, checkpoint/resume, progress lines and multi-device training, on tiny synthetic runs (64 px, a few steps).
 
-These run on the default (TensorFlow) backend; tests/test_jax.py trains on JAX.
+These run on the default (TensorFlow) backend; tests/test_backends.py trains on JAX and PyTorch.
 """
 
 import json

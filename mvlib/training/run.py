@@ -130,8 +130,17 @@ class EpochSeeder(keras.callbacks.Callback):
         generators = [sg for layer in self.model._flatten_layers() for sg in getattr(layer, "_seed_generators", ())]
         for i, generator in enumerate(generators):
             state = generator.state
-            value = np.array([(self.seed * 1_000_003 + epoch * 1009 + i) % 2**31, 0])
+            value = np.array([self._derived_seed(epoch, i), 0])
             state.assign(value.astype(keras.backend.standardize_dtype(state.dtype)))
+        if keras.backend.backend() == "torch":
+            # On PyTorch, a Dropout layer built without a seed of its own ignores its SeedGenerator and draws
+            # from torch's global generator (keras/src/backend/torch/random.py, `dropout`): seed that too.
+            import torch
+
+            torch.manual_seed(self._derived_seed(epoch, len(generators)))
+
+    def _derived_seed(self, epoch: int, index: int) -> int:
+        return (self.seed * 1_000_003 + epoch * 1009 + index) % 2**31
 
 
 class StopRequest:

@@ -1,7 +1,7 @@
-"""mvlib on the JAX backend, in one subprocess (the backend is chosen at import, and starting JAX and
-compiling the model is most of the cost): importing mvlib leaves TensorFlow out, the export says what to
-do instead, the model is the TensorFlow-backend model (its weights move between backends), and training
-runs data-parallel over two virtual CPU devices and resumes exactly. A file of its own so that
+"""mvlib on the JAX and PyTorch backends, each in one subprocess (the backend is chosen at import, and
+starting it and compiling the model is most of the cost): importing mvlib leaves TensorFlow out, the export
+says what to do instead, the model is the TensorFlow-backend model (its weights move between backends), and
+training resumes exactly -- on JAX data-parallel over two virtual CPU devices. A file of its own so that
 pytest-xdist runs it beside the TensorFlow tests."""
 
 import os
@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 64
 
-JAX_SCRIPT = textwrap.dedent(
+SCRIPT = textwrap.dedent(
     """
     import shutil, sys
     import mvlib.model, mvlib.data, mvlib.training.run, mvlib.training.pretrained, mvlib.training.evaluate
@@ -30,7 +30,8 @@ JAX_SCRIPT = textwrap.dedent(
     from mvlib.training.run import train
 
     out, size = sys.argv[2], int(sys.argv[3])
-    print("backend", keras.backend.backend(), "devices", len(keras.distribution.list_devices()))
+    backend = keras.backend.backend()  # Keras' distribution API has no PyTorch implementation
+    print("backend", backend, "devices", len(keras.distribution.list_devices()) if backend == "jax" else 1)
 
     try:
         export_litert(keras.Sequential([keras.Input((8, 8, 3)), keras.layers.GlobalAveragePooling2D()]), out + "/x.tflite", "float32")
@@ -39,9 +40,9 @@ JAX_SCRIPT = textwrap.dedent(
 
     model = create_mobilevit("xxs", 5, size)
     print("parameters", *parameter_counts(model))
-    model.save_weights(out + "/jax.weights.h5")
+    model.save_weights(out + "/model.weights.h5")
     x = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype("float32")
-    np.save(out + "/outputs.npy", model.predict_on_batch(x))  # jitted: eager JAX would compile op by op
+    np.save(out + "/outputs.npy", model.predict_on_batch(x))  # on JAX jitted: eager JAX would compile op by op
 
     class Snapshot(keras.callbacks.Callback):  # what a run killed after epoch 1 leaves (see the TF test)
         def on_epoch_end(self, epoch, logs=None):
@@ -61,21 +62,30 @@ JAX_SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module")
-def jax_run(tmp_path_factory):
-    """(the script's output lines as {first words: rest}, its folder)."""
-    pytest.importorskip("jax")
-    tmp = tmp_path_factory.mktemp("jax")
-    # XLA compiles ~140 programs here (one per initializer shape, then the training steps) to run each a few
-    # times on tiny inputs: at its cheapest optimisation level the script takes about a third less time.
-    xla_flags = "--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
-    env = {**os.environ, "KERAS_BACKEND": "jax", "XLA_FLAGS": xla_flags, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT),
-           # the resumed run compiles the same programs again: let it read them from disk (~25% of its time)
-           "JAX_COMPILATION_CACHE_DIR": str(tmp / "jax-cache"), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
-    out = subprocess.run([sys.executable, "-c", JAX_SCRIPT, str(tmp / "data"), str(tmp), str(SIZE)],
+# XLA compiles ~140 programs here (one per initializer shape, then the training steps) to run each a few times on
+# tiny inputs: at its cheapest optimisation level the script takes about a third less time. The resumed run
+# compiles the same programs again: the compilation cache lets it read them from disk (~25% of its time).
+BACKEND_ENV = {
+    "jax": lambda tmp: {
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0 "
+                     "--xla_llvm_disable_expensive_passes=true",
+        "JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": str(tmp / "jax-cache"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"},
+    "torch": lambda tmp: {},
+}
+
+
+@pytest.fixture(scope="module", params=list(BACKEND_ENV))
+def backend_run(request, tmp_path_factory):
+    """(the script's output lines, its folder, the backend) for each backend that is installed."""
+    backend = request.param
+    pytest.importorskip(backend)
+    tmp = tmp_path_factory.mktemp(backend)
+    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(ROOT), **BACKEND_ENV[backend](tmp)}
+    out = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp / "data"), str(tmp), str(SIZE)],
                          capture_output=True, text=True, timeout=900, env=env)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
-    return out.stdout, tmp
+    return out.stdout, tmp, backend
 
 
 def said(stdout: str, prefix: str) -> str:
@@ -84,32 +94,33 @@ def said(stdout: str, prefix: str) -> str:
     return lines[0]
 
 
-def test_importing_mvlib_under_jax_leaves_tensorflow_out(jax_run):
-    stdout, _ = jax_run
+def test_importing_mvlib_leaves_tensorflow_out(backend_run):
+    stdout, _, backend = backend_run
     assert said(stdout, "tensorflow imported") == "False"
-    assert said(stdout, "backend") == "jax devices 2"
+    assert said(stdout, "backend") == f"{backend} devices {2 if backend == 'jax' else 1}"
 
 
-def test_export_under_jax_says_what_to_do(jax_run):
-    assert "KERAS_BACKEND=tensorflow" in said(jax_run[0], "export ImportError:")
+def test_export_says_what_to_do(backend_run):
+    assert "KERAS_BACKEND=tensorflow" in said(backend_run[0], "export ImportError:")
 
 
-def test_models_are_the_same_on_jax_and_weights_move_between_backends(jax_run):
-    """The JAX-built model has the TensorFlow-built model's parameters, and weights saved under JAX give the
-    same outputs in the TensorFlow-backend model (so a model trained on a GPU box ships like any other)."""
+def test_models_are_the_same_and_weights_move_between_backends(backend_run):
+    """The model built on this backend has the TensorFlow-built model's parameters, and weights saved there give
+    the same outputs in the TensorFlow-backend model (so a model trained on a GPU box ships like any other)."""
     import mvlib  # noqa: F401  (the TensorFlow backend, in this process)
     from mvlib.model import create_mobilevit, parameter_counts
 
-    stdout, tmp = jax_run
+    stdout, tmp, _ = backend_run
     model = create_mobilevit("xxs", 5, SIZE)
     assert tuple(map(int, said(stdout, "parameters").split())) == parameter_counts(model)
-    model.load_weights(tmp / "jax.weights.h5")
+    model.load_weights(tmp / "model.weights.h5")
     x = np.random.default_rng(0).uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32")
     np.testing.assert_allclose(np.asarray(model(x, training=False)), np.load(tmp / "outputs.npy"), atol=1e-5)
 
 
-def test_jax_backend_trains_resumes_exactly_on_two_devices(jax_run):
-    stdout, _ = jax_run
+def test_trains_and_resumes_exactly(backend_run):
+    stdout, _, backend = backend_run
     assert said(stdout, "resumed from") == "1"
-    assert said(stdout, "sharding") == "2"  # the weights are replicated over both devices: DataParallel was on
+    if backend == "jax":  # the weights are replicated over both devices: DataParallel was on
+        assert said(stdout, "sharding") == "2"
     assert float(said(stdout, "max weight difference")) <= 1e-6
