@@ -12,8 +12,9 @@
 # Every block exists twice, on purpose:
 #
 # * the **paper's** blocks (Apple's ml-cvnets), in `mvlib.model.blocks`, which the `"xxs"`, `"xs"` and
-#   `"s"` variants are built from and which reproduce Hugging Face's PyTorch port of ml-cvnets on Apple's
-#   ImageNet weights (logits within 1e-4: `mvlib/model/convert.py`, `tests/test_convert.py`);
+#   `"s"` variants are built from and which reproduce Hugging Face's PyTorch port of ml-cvnets: the same
+#   weights give the same logits within 1e-4 (`tests/test_convert.py`, on random weights and BatchNorm
+#   statistics), so Apple's ImageNet weights load through `mvlib/model/convert.py`;
 # * the **keras-io example's** blocks (variant `"keras-io"`), in `mvlib.model.kerasio`, kept exactly as
 #   the example has them, under the example's own names, because that is where most readers come from.
 #
@@ -313,7 +314,7 @@ for label, paper, example in pairs:
 print(format_table(["block", "paper output", "paper params", "keras-io output", "keras-io params"], rows, align="llrlr"))
 
 # %% [markdown]
-# The convolution and MV2 blocks match weight for weight; keras-io's transformer and MobileViT blocks are
-# 40-50% larger (the table above). Above all, the two compute differently: padding, normalisation, and
+# The MV2 blocks match weight for weight, and the convolution blocks differ only where keras-io has a bias
+# and the paper a BatchNorm; keras-io's transformer and MobileViT blocks are 40-50% larger (the table above). Above all, the two compute differently: padding, normalisation, and
 # how the transformer sees the map. Notebook 02 looks at that last point with pictures; notebook 03
 # assembles the blocks into the full networks and counts their parameters and MACs stage by stage.

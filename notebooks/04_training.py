@@ -187,7 +187,7 @@ print(explain.recipe_table(RECIPES))
 #   uses at inference follow the training statistics within a few dozen steps. Keras' default 0.99,
 #   which the keras-io model keeps, needs hundreds; section 6 shows what that costs. (`-` in the table:
 #   the recipe keeps the model's own momentum. The paper variants are built with 0.9 in any case; the
-#   keras-io variant always has Keras' 0.99.)
+#   keras-io variant is built with Keras' 0.99.)
 # * `epochs`: 60 is the full schedule (80 minutes on two CPU cores at 160 px); `--epochs N` fits the
 #   same warm-up and cosine into N epochs.
 #
@@ -250,7 +250,7 @@ plt.show()
 # CPU every epoch; on a GPU, where writing a checkpoint takes about as long as an epoch, every few. Calling
 # it again with the same arguments continues after the last committed epoch; a finished run returns at once. The batches, their augmentation and the dropout masks
 # depend only on (seed, epoch), so an interrupted and resumed run computes what an uninterrupted one
-# would have (`tests/test_train.py` checks that the weights agree, on TensorFlow and on JAX). The whole
+# would have (`tests/test_train.py` checks that the weights agree on TensorFlow, `tests/test_backends.py` on JAX and PyTorch). The whole
 # function, then the callback that commits the epochs and the one that turns a Ctrl-C into a stop at the
 # end of the epoch:
 
@@ -467,12 +467,11 @@ plt.show()
 
 # %% [markdown]
 # Read the lines and the bars above. With the statistics that one epoch at momentum 0.99 would leave, the
-# shipped model's predictions pile up on one or two classes, others are hardly predicted at all, and the
-# accuracy falls toward the share of the favoured class: the keras-io signature. How far the collapse goes
-# depends on the weights (while this notebook was written, a one-epoch checkpoint sent every validation
-# photo to one class; a four-epoch checkpoint of the 2e-3 run sent about 60% of them to one class and
-# none to two others). With what momentum 0.9 leaves
-# after one epoch, the model is close to the trained one. The experiment is a simplification: the
+# shipped model's predictions pile up on one class -- for these weights, every photo -- and the accuracy
+# falls to that class's share: the keras-io signature. How far the collapse goes depends on the weights (a
+# four-epoch checkpoint of the 2e-3 run sent about 60% of the photos to one class and none to two others).
+# With what momentum 0.9 leaves after one epoch, the model still predicts every class, at a cost of some
+# points (the legend). The experiment is a simplification: the
 # weights here were trained with momentum 0.9 and stay fixed while only the averages lag, whereas in a
 # real run the averages also chase statistics that keep moving. It shows the mechanism, not the keras-io
 # run itself.

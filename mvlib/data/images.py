@@ -18,7 +18,7 @@ RESIZE_MARGIN = 24  # keras-io: resize to 280, random-crop 256
 AUGMENTATIONS = ("keras-io", "inception", "none")
 
 
-INCEPTION_AREA = (0.25, 1.0)  # share of the image a random-resized crop keeps (torchvision: 0.08-1; see train.py)
+INCEPTION_AREA = (0.25, 1.0)  # share of the image a random-resized crop keeps (torchvision: 0.08-1; why: notebook 04)
 
 
 INCEPTION_ASPECT = (3 / 4, 4 / 3)

@@ -1,7 +1,7 @@
-"""Full-integer (int8) LiteRT that is worth shipping: smaller, faster and nearly as accurate as float.
+"""Full-integer (int8) LiteRT that is worth shipping: the smallest file, as fast as float and nearly as accurate.
 
-The converter's default int8 recipe gives this model a file that is *slower* than float32 and loses
-~2.4 points of top-1. A per-op profile (:mod:`mvlib.litert.opprofile`) says why: XNNPACK, the CPU
+The converter's default int8 recipe gives this model a file that is *slower* than float32 and lost
+~4.5 points of top-1 on 28-epoch weights (docs/experiments.md, "Full-integer int8"). A per-op profile (:mod:`mvlib.litert.opprofile`) says why: XNNPACK, the CPU
 delegate LiteRT uses by default, has no int8 kernels for BATCH_MATMUL, SOFTMAX or SQUARED_DIFFERENCE,
 so attention and every LayerNormalization fall back to LiteRT's slow reference kernels. The recipe here:
 
