@@ -71,7 +71,8 @@ BACKEND_ENV = {
                      "--xla_llvm_disable_expensive_passes=true",
         "JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": str(tmp / "jax-cache"),
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"},
-    "torch": lambda tmp: {},
+    # one OpenMP thread: torch's threads spin while they wait, which slows the other pytest-xdist worker 2-3x
+    "torch": lambda tmp: {"OMP_NUM_THREADS": "1"},
 }
 
 
