@@ -31,9 +31,13 @@ def cmd_summary(args) -> None:
             model.summary(line_length=110)
 
 
-def _load_data(args, **kwargs):
+def _load_data(args, settings: dict | None = None, **kwargs):
+    """The data the command asks for; for a trained run (its ``settings``), split with the run's own seed, so
+    that its validation photos are the ones it never trained on."""
     from mvlib.data import load_flowers
 
+    if settings is not None:
+        kwargs["seed"] = settings.get("seed", 42)
     data = load_flowers(args.source, args.data_dir, image_size=args.image_size, limit=args.limit, **kwargs)
     print(data.describe(), flush=True)
     return data
@@ -76,7 +80,7 @@ def cmd_evaluate(args) -> None:
 
     model, settings = load_trained(args.run_dir, args.weights, args.image_size)
     args.image_size = settings["image_size"]
-    data = _load_data(args, augment=False)
+    data = _load_data(args, settings, augment=False)
     print(f"evaluating at {args.image_size}x{args.image_size}")
     if data.class_names != settings["class_names"]:
         raise ValueError(f"the data's classes {data.class_names} differ from the run's {settings['class_names']}")
@@ -107,7 +111,7 @@ def cmd_export(args) -> None:
     # first N photos, which would all be daisies.
     if args.check_images is not None:
         args.limit = args.limit or max(args.calibration_images, args.check_images)
-    data = _load_data(args, augment=False)
+    data = _load_data(args, settings, augment=False)
     out = Path(args.out or Path("artifacts") / Path(args.run_dir).name)
     kinds = args.kinds or KINDS
     # --min-agreement overrides the gate of the quantized kinds (float32 keeps its max |diff| check).
@@ -128,7 +132,7 @@ def cmd_measure(args) -> None:
 
     model, settings = load_trained(args.run_dir, args.weights, args.image_size)
     args.image_size = settings["image_size"]
-    data = _load_data(args, augment=False)
+    data = _load_data(args, settings, augment=False)
     exports = Path(args.exports or Path("artifacts") / Path(args.run_dir).name)
     files = sorted(p for p in exports.glob("*.tflite") if p.name != BASELINE_FILE)
     if not files:
@@ -155,7 +159,7 @@ def cmd_publish(args) -> None:
     state = RunFolder(args.run_dir).load_state()
     data = None
     if state and args.image_size and args.image_size != state["settings"]["image_size"]:
-        data = _load_data(args, augment=False)  # to measure the accuracy at the size the weights ship for
+        data = _load_data(args, state["settings"], augment=False)  # to measure the accuracy at the size the weights ship for
     folder = publish_run(args.run_dir, args.name, args.weights, command=args.command, image_size=args.image_size, data=data)
     print(f"published {args.run_dir} to {folder}")
 
@@ -171,6 +175,13 @@ def cmd_run(args) -> None:
     for command in ("evaluate", "export"):
         step = build_parser().parse_args([command, "--run-dir", run_dir, "--image-size", str(args.serve_size), *data])
         step.func(step)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
+    return value
 
 
 def _default_run() -> str:
@@ -235,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="top-k classes of image files")
     p.add_argument("images", nargs="+")
     trained_args(p)
-    p.add_argument("-k", "--top-k", type=int, default=3)
+    p.add_argument("-k", "--top-k", type=_positive_int, default=3, help="how many classes to print (default 3)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="LiteRT exports (float32, dynamic, float16, int8), each parity-checked")

@@ -250,7 +250,7 @@ plt.show()
 # CPU every epoch; on a GPU, where writing a checkpoint takes about as long as an epoch, every few. Calling
 # it again with the same arguments continues after the last committed epoch; a finished run returns at once. The batches, their augmentation and the dropout masks
 # depend only on (seed, epoch), so an interrupted and resumed run computes what an uninterrupted one
-# would have (`tests/test_train.py` checks that the weights agree on TensorFlow, `tests/test_backends.py` on JAX and PyTorch). The whole
+# would have (`tests/test_train.py` checks that the weights agree on TensorFlow; on JAX and PyTorch, Keras' loader can fetch batches while the stream's epoch counter moves, so with more than a few steps per epoch a resumed run sees other batches: a known bug, not yet fixed). The whole
 # function, then the callback that commits the epochs and the one that turns a Ctrl-C into a stop at the
 # end of the epoch:
 

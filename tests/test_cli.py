@@ -26,6 +26,8 @@ def test_summary_prints_the_parameter_table(capsys):
         (["predict", "no/such/photo.jpg", "--run-dir", "pretrained"], "no such image file: 'no/such/photo.jpg'"),
         (["evaluate", "--run-dir", "no/such/run"], "no/such/run is not a run folder"),
         (["train", "--variant", "xxl", "--source", "synthetic", "--data-dir", "{tmp}", "--epochs", "1"], "unknown variant 'xxl'"),
+        (["predict", "x.jpg", "--run-dir", "pretrained", "--weights", "best"], "there is no best epoch"),
+        (["predict", "x.jpg", "--run-dir", "pretrained", "--image-size", "0"], "image_size must be a positive multiple of 32"),
     ],
 )
 def test_user_mistakes_are_one_line(capsys, tmp_path, argv, message):
@@ -34,6 +36,31 @@ def test_user_mistakes_are_one_line(capsys, tmp_path, argv, message):
     lines = err.strip().splitlines()
     assert lines[-1].startswith("error: ") and message in lines[-1], err
     assert "Traceback" not in err
+
+
+def test_top_k_must_be_positive(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["predict", "x.jpg", "-k", "0"])
+    assert "expected a whole number >= 1, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["evaluate", "export", "measure"])
+def test_a_trained_run_is_checked_on_its_own_validation_split(monkeypatch, command):
+    """The split depends on the seed: data loaded for a run trained with --seed 7 must be split with 7 too,
+    or its validation photos would be mostly photos it trained on."""
+    from mvlib.training import pretrained
+
+    class Loaded(Exception):
+        pass
+
+    def load_flowers(*args, seed, **kwargs):
+        raise Loaded(seed)
+
+    monkeypatch.setattr(pretrained, "load_trained", lambda *a, **k: (None, {"seed": 7, "image_size": 64}))
+    monkeypatch.setattr("mvlib.data.load_flowers", load_flowers)
+    with pytest.raises(Loaded) as loaded:
+        cli.main([command, "--run-dir", "somewhere"])
+    assert loaded.value.args == (7,)
 
 
 def test_predict_with_the_shipped_weights(capsys, tmp_path):

@@ -351,8 +351,20 @@ def test_empty_class_folder_names_the_path(folder):
 
 def test_folder_without_class_folders_says_what_layout_it_expects(tmp_path):
     write_image(tmp_path / "img.jpg", noise(np.random.default_rng(0)))
-    with pytest.raises(DataSourceError, match="no class folders"):
+    with pytest.raises(DataSourceError, match=r"at least two class folders .*\(none\): expected"):
         load_flowers("folder", tmp_path)
+
+
+def test_one_class_folder_is_not_a_classification_task(tmp_path):
+    folder = make_folder(tmp_path / "flowers", {"daisy": 4})
+    with pytest.raises(DataSourceError, match=r"at least two class folders .*\(only one, daisy\)"):
+        load_flowers("folder", folder)
+
+
+def test_too_few_images_for_a_validation_split_is_said_before_training(tmp_path):
+    folder = make_folder(tmp_path / "flowers", {"daisy": 1, "roses": 1})
+    with pytest.raises(DataSourceError, match=r"too few images for both splits \(2 train / 0 val"):
+        load_flowers("folder", folder, image_size=32)
 
 
 def test_class_of_only_unreadable_files_is_an_error(folder):

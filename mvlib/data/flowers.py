@@ -197,8 +197,10 @@ def list_image_files(root: str | os.PathLike) -> tuple[list[str], list[int], lis
         raise DataSourceError(f"data folder not found: {root}" if not root.exists() else f"not a folder: {root}")
     with os.scandir(root) as it:
         class_dirs = [e for e in _visible(it) if e.is_dir()]
-    if not class_dirs:
-        raise DataSourceError(f"no class folders in {root}: expected {root}/<class name>/<image files>")
+    if len(class_dirs) < 2:
+        found = f"only one, {class_dirs[0].name}" if class_dirs else "none"
+        raise DataSourceError(f"a classifier needs at least two class folders in {root} ({found}): "
+                              f"expected {root}/<class name>/<image files>")
     paths, labels, class_names = [], [], []
     for label, class_dir in enumerate(class_dirs):
         with os.scandir(class_dir.path) as it:
@@ -290,6 +292,9 @@ def _load_folder(root, source: str, s: dict, limit: int | None) -> FlowerData:
         example = next(p for p, y in zip(train_p + val_p, train_y + val_y) if y == emptied[0])
         raise DataSourceError(f"class folder {root / class_names[emptied[0]]} has no readable images; "
                               f"e.g. {Path(example).name}: {reasons[example]}")
+    if not len(val_y_kept) or not len(train_y_kept):
+        raise DataSourceError(f"{root} has too few images for both splits ({len(train_y_kept)} train / "
+                              f"{len(val_y_kept)} val at a validation fraction of {s['val_fraction']})")
     _warn_skipped(skipped, root)
     return _data(train_x, train_y_kept, val_x, val_y_kept, class_names, source, s, skipped, str(root))
 

@@ -45,7 +45,7 @@ def load_pretrained(name: str = DEFAULT, image_size: int | None = None):
     ``image_size``; the training size when that is missing)."""
     info = pretrained_info(name)
     s = info["settings"]
-    model = create_mobilevit(s["variant"], s["num_classes"], image_size or info.get("image_size", s["image_size"]))
+    model = create_mobilevit(s["variant"], s["num_classes"], info.get("image_size", s["image_size"]) if image_size is None else image_size)
     model.load_weights(info["weights_path"])
     return model, info
 
@@ -155,6 +155,8 @@ def load_trained(run_dir: str | os.PathLike, weights: str | os.PathLike | None =
     """
     if str(run_dir) == "pretrained" and not Path(run_dir).exists():
         model, info = load_pretrained(image_size=image_size)
+        if str(weights) == "best":
+            raise ValueError("the shipped weights are one epoch's (the last); there is no best epoch to load")
         if weights:
             model.load_weights(weights)
         return model, {**info["settings"], "image_size": model.input_shape[1]}
@@ -163,7 +165,7 @@ def load_trained(run_dir: str | os.PathLike, weights: str | os.PathLike | None =
     if state is None:
         raise FileNotFoundError(f"{run.path} is not a run folder (no state.json); train first")
     s = dict(state["settings"])
-    s["image_size"] = image_size or s["image_size"]
+    s["image_size"] = s["image_size"] if image_size is None else image_size
     model = create_mobilevit(s["variant"], s["num_classes"], s["image_size"])
     if weights is None:
         path = run.checkpoint_path(state["epoch"])

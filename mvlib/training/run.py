@@ -394,17 +394,20 @@ def train(
                                        batch_size=recipe.batch_size, seed=seed, steps_per_epoch=steps, mix=recipe.mix)
             progress = [Progress(recipe.epochs, steps, recipe.batch_size, lines=verbose == 2)] if verbose else []
             averaging = [AveragedWeightsBetweenEpochs(resumed=resumed_from > 0)] if recipe.ema_momentum is not None else []
-            with StopRequest().listening() as stop:
-                model.fit(
-                    stream,
-                    epochs=recipe.epochs,
-                    initial_epoch=resumed_from,
-                    validation_data=data.val,
-                    callbacks=[EpochSeeder(seed), *averaging, EpochCommitter(run, state, commit_every, stop),
-                               *progress, *callbacks],
-                    shuffle=False,  # the stream is already shuffled, per epoch, reproducibly
-                    verbose=verbose,
-                )
+            try:
+                with StopRequest().listening() as stop:
+                    model.fit(
+                        stream,
+                        epochs=recipe.epochs,
+                        initial_epoch=resumed_from,
+                        validation_data=data.val,
+                        callbacks=[EpochSeeder(seed), *averaging, EpochCommitter(run, state, commit_every, stop),
+                                   *progress, *callbacks],
+                        shuffle=False,  # the stream is already shuffled, per epoch, reproducibly
+                        verbose=verbose,
+                    )
+            finally:  # worker processes and their shared memory, if the stream started any
+                stream.close()
             if stop.signal is not None:
                 print(f"stopped after epoch {state['epoch']}/{recipe.epochs}, committed: the same call continues the run",
                       flush=True)
