@@ -1,7 +1,8 @@
 """mvlib on the JAX and PyTorch backends, each in one subprocess (the backend is chosen at import, and
 starting it and compiling the model is most of the cost): importing mvlib leaves TensorFlow out, the export
 says what to do instead, the model is the TensorFlow-backend model (its weights move between backends), and
-training resumes exactly -- on JAX data-parallel over two virtual CPU devices. A file of its own so that
+training resumes exactly over these two-step epochs (longer ones do not yet: README) -- on JAX
+data-parallel over two virtual CPU devices. A file of its own so that
 pytest-xdist runs it beside the TensorFlow tests."""
 
 import os
