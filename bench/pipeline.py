@@ -5,8 +5,8 @@
 
 A GPU trains ``xxs`` at ~2,000 images/s (issue 12): the pipeline has to make at least that many. This
 builds batches exactly as training does -- ``stream[i]`` of a :class:`mvlib.data.TrainStream` (decoded
-photos in memory, the recipe's augmentation, MixUp/CutMix in numpy), asked for by a pool of threads as
-Keras' own PyDataset workers ask, each batch made in that thread or, with ``--loader processes``, in a
+photos in memory, the recipe's augmentation, MixUp/CutMix in numpy), asked for in order as ``fit`` asks,
+while the stream's threads make the next ones, each in that thread or, with ``--loader processes``, in a
 worker process -- and reports images/s for each loader, number of workers and mix. Each setting's first
 ``workers`` batches are untimed (a warm-up: the workers start, the allocator grows), and each batch is
 dropped once made, as training drops it. The report (``<out>/pipeline-<device>-<backend>.md`` and
@@ -21,7 +21,6 @@ import os
 import re
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,14 +28,17 @@ sys.path.insert(0, str(ROOT))
 
 
 def measure(stream, batches: int) -> float:
-    """Images/s of ``batches`` batches of epoch 0, asked for by ``stream.workers`` threads at a time."""
+    """Images/s of ``batches`` batches, asked for in order from epoch 0 on, after ``stream.batch_workers`` untimed."""
     def make(i):
-        stream[i % len(stream)]  # dropped at once, as training does: kept, each would need fresh memory
+        stream.epoch, index = divmod(i, len(stream))  # as fit and the stream's epoch callback move it
+        stream[index]  # dropped at once, as training does: kept, each would need fresh memory
 
-    with ThreadPoolExecutor(stream.workers) as pool:
-        list(pool.map(make, range(stream.workers)))  # untimed warm-up
-        start = time.perf_counter()
-        list(pool.map(make, range(batches)))
+    warm_up = stream.batch_workers
+    for i in range(warm_up):
+        make(i)
+    start = time.perf_counter()
+    for i in range(warm_up, warm_up + batches):
+        make(i)
     return batches * stream.batch_size / (time.perf_counter() - start)
 
 

@@ -103,10 +103,14 @@ show_source(augment)
 # Every random number comes from the generator it is given. `TrainStream` crops batch i of epoch e with
 # generators seeded with (seed, e, pass, position), so the batches of an epoch are the same whether the
 # run got there in one go or was resumed, and however many threads -- or worker processes
-# (`MVLIB_LOADER=processes`, for machines with many cores) -- make them:
+# (`MVLIB_LOADER=processes`, for machines with many cores) -- make them. Which epoch it serves is set by
+# `fit` itself, through a callback, as each epoch begins: Keras also calls a dataset's own epoch hooks
+# when it builds the model and resets its loader, so a stream that counted those calls would drift, and
+# its loader's threads carry batches made ahead into the next epoch, so the stream makes its batches
+# ahead itself, each keyed by its (epoch, index):
 
 # %%
-show_source(TrainStream.crops, TrainStream.batch, TrainStream.on_epoch_end)
+show_source(TrainStream.crops, TrainStream.batch, TrainStream.epoch_callback, TrainStream.__getitem__)
 
 # %% [markdown]
 # One photo (left), then five draws of each augmentation:
@@ -250,7 +254,8 @@ plt.show()
 # CPU every epoch; on a GPU, where writing a checkpoint takes about as long as an epoch, every few. Calling
 # it again with the same arguments continues after the last committed epoch; a finished run returns at once. The batches, their augmentation and the dropout masks
 # depend only on (seed, epoch), so an interrupted and resumed run computes what an uninterrupted one
-# would have (`tests/test_train.py` checks that the weights agree on TensorFlow; on JAX and PyTorch, Keras' loader can fetch batches while the stream's epoch counter moves, so with more than a few steps per epoch a resumed run sees other batches: a known bug, not yet fixed). The whole
+# would have (`tests/test_train.py` checks that the weights agree on TensorFlow, `tests/test_backends.py`
+# on JAX and PyTorch). The whole
 # function, then the callback that commits the epochs and the one that turns a Ctrl-C into a stop at the
 # end of the epoch:
 

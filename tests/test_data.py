@@ -4,6 +4,7 @@ All offline: folders of tiny JPEGs are written into tmp_path; tfds is mocked; th
 read (a small slice) when ``../shared/data/flower_photos`` exists.
 """
 
+import concurrent.futures
 import io
 import os
 import warnings
@@ -120,7 +121,7 @@ def test_validation_is_fixed_and_training_changes_every_epoch(folder):
     flowers = load_flowers("folder", folder, image_size=16, batch_size=8)
     stream = flowers.train
     epoch0 = all_images(stream)
-    stream.on_epoch_end()  # what Keras calls between epochs
+    stream.epoch_callback().on_epoch_begin(1)  # what fit() calls as epoch 1 begins
     assert not np.array_equal(epoch0, all_images(stream))
     np.testing.assert_array_equal(all_images(flowers.val), all_images(flowers.val))
     np.testing.assert_array_equal(all_images(flowers.train), epoch0)  # a new stream starts at epoch 0 again
@@ -214,6 +215,31 @@ def test_mixed_batches_blend_images_and_labels_alike(folder, mix):
         flowers.train_stream(mix="mixed")
 
 
+def test_fit_trains_on_batch_i_of_epoch_e(folder):
+    """Through Keras' loader, which builds the model from a batch first and may ask for batches ahead,
+    each step of a fit resumed at epoch 1 gets ``stream.batch(epoch, step)``."""
+    import keras
+
+    flowers = load_flowers("folder", folder, image_size=16, batch_size=4, val_fraction=0.2)
+    stream = flowers.train_stream(augment="inception", mix="mixup", initial_epoch=1, steps_per_epoch=5, workers=2)
+    seen = []
+
+    class Recorder(keras.Model):
+        def train_step(self, data):
+            seen.append(np.asarray(data[0]))
+            return {"steps": len(seen)}
+
+    inputs = keras.Input((16, 16, 3))
+    model = Recorder(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(inputs)))
+    model.compile(loss="categorical_crossentropy", run_eagerly=True)
+    model.fit(stream, epochs=3, initial_epoch=1, callbacks=[stream.epoch_callback()], shuffle=False, verbose=0)
+    stream.close()
+    expected = [stream.batch(epoch, step)[0] for epoch in (1, 2) for step in range(5)]
+    assert len(seen) == len(expected)
+    for got, want in zip(seen, expected):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_train_stream_visits_every_image_once_per_epoch(folder):
     flowers = load_flowers("folder", folder, augment=False, image_size=16, batch_size=5, val_fraction=0.2)
     stream = flowers.train_stream(augment="none")
@@ -238,19 +264,21 @@ def test_worker_processes_make_the_batches_threads_make_and_fall_back_to_threads
     made = {}
     for name, stream in (("threads", threads), ("processes", processes)):
         made[name] = []
-        for _ in range(2):  # two epochs: the workers follow the stream's epoch
+        for epoch in (2, 3):  # two epochs: the workers follow the stream's epoch
+            stream.epoch = epoch
             made[name] += [stream[i] for i in range(len(stream))]
-            stream.on_epoch_end()
     for (x, y), (px, py) in zip(made["threads"], made["processes"], strict=True):
         np.testing.assert_array_equal(px, x)
         np.testing.assert_array_equal(py, y)
     shared = processes._pool._dir
     assert shared.is_dir()
+    concurrent.futures.wait(processes._ahead.values())  # the batches it made ahead, into epoch 4
     for worker in list(processes._pool._pool._processes.values()):
         worker.kill()  # as the OOM killer would, or a SIGTERM to the process group
+    processes.epoch = 6  # batches not made yet
     with pytest.warns(UserWarning, match="worker processes stopped"):
         x, y = processes[1]
-    np.testing.assert_array_equal(x, threads.batch(4, 1)[0])
+    np.testing.assert_array_equal(x, threads.batch(6, 1)[0])
     assert processes._pool is None and not shared.exists() and processes.processes is False
 
 

@@ -15,7 +15,8 @@
 #    more than one lease holds (the H100 box averaged ~4.5 s per epoch at 160 px, checkpoints included, and
 #    ~85 s compiling), so the run resumes from runs/lease/xxs-long when that was carried in and stops when
 #    the budget does, at the end of an epoch (on SIGTERM `train` commits the epoch it is in); a resumed run
-#    continues the schedule, though on JAX not yet with the very batches an uninterrupted one would see (README). Once it has finished, the `fixres` stage at 256 px (5 epochs from its last epoch).
+#    continues the schedule with the very batches an uninterrupted one would see. Once it has finished, the
+#    `fixres` stage at 256 px (5 epochs from its last epoch).
 # $OUT gets log.txt (everything printed), results.tar (run folders without weights, bench reports) and
 # checkpoints.tar.NN (the runs' last checkpoints in 15 MB parts). For the next lease:
 #     rm -rf runs/lease && mkdir -p runs/lease && cat <files_at>/checkpoints.tar.* | tar x -C runs/lease &&

@@ -12,6 +12,7 @@ import math
 import os
 import threading
 import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 import keras
@@ -50,13 +51,20 @@ class TrainStream(keras.utils.PyDataset):
     ..." where permutation ``p`` and the augmentation of the image at position ``i`` are drawn from
     ``(seed, e, p)`` and ``(seed, e, p, i)``. An epoch is ``steps_per_epoch`` full batches (default
     ``ceil(n / batch_size)``: every image once, the last batch topped up from permutation 1), so every
-    batch has the same shape (one compiled step; batches split evenly across devices). Keras calls
-    ``on_epoch_end`` after each epoch, which moves the stream to the next one.
+    batch has the same shape (one compiled step; batches split evenly across devices).
 
-    Keras asks for ``workers`` batches at a time, from threads. ``processes=True`` has their :meth:`crops`
-    made in worker processes instead (:mod:`mvlib.data.processes`: the same pixels, past the GIL that caps
-    threads; the rest of :meth:`batch` stays in the thread); ``None`` takes the environment variable
-    ``MVLIB_LOADER`` (``threads``, the default, or ``processes``).
+    ``stream[index]`` is batch ``index`` of epoch ``stream.epoch``, which ``fit`` moves through the callback
+    :meth:`epoch_callback` makes: ``fit(stream, callbacks=[stream.epoch_callback()], ...)``. Its own epoch
+    number is the one to trust; Keras also calls a PyDataset's epoch hooks when ``fit`` builds the model
+    and resets its loader (on JAX and PyTorch), so a stream that counted them would drift.
+
+    Keras is told ``workers=1`` and so asks for the batches in order, one at a time, while ``workers``
+    threads of the stream's own make the next ``2 * workers`` ahead, each keyed by its (epoch, index). (With
+    ``workers > 1`` Keras' ``OrderedEnqueuer`` would make them, but it carries the batches it made ahead
+    for one epoch -- or for the batch ``fit`` reads to build the model -- into the next, which mixes epochs.)
+    ``processes=True`` has their :meth:`crops` made in worker processes instead (:mod:`mvlib.data.processes`:
+    the same pixels, past the GIL that caps threads; the rest of :meth:`batch` stays in the thread);
+    ``None`` takes the environment variable ``MVLIB_LOADER`` (``threads``, the default, or ``processes``).
     """
 
     def __init__(self, images, labels, num_classes, *, image_size, augment_mode="keras-io", batch_size=64,
@@ -69,8 +77,8 @@ class TrainStream(keras.utils.PyDataset):
             raise ValueError("no training images: an endless stream of empty epochs would never yield")
         if steps_per_epoch is not None and steps_per_epoch < 1:
             raise ValueError(f"steps_per_epoch must be None or >= 1, got {steps_per_epoch!r}")
-        workers = workers or min(16, os.cpu_count() or 1)
-        super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=2 * workers)
+        super().__init__(workers=1, use_multiprocessing=False)
+        self.batch_workers = workers or min(16, os.cpu_count() or 1)
         self.images, self.labels, self.num_classes = images, labels, num_classes
         self.image_size, self.augment_mode, self.batch_size, self.seed = image_size, augment_mode, batch_size, seed
         self.mix = mix
@@ -80,6 +88,9 @@ class TrainStream(keras.utils.PyDataset):
         self.processes = processes
         self._pool: CropProcesses | None = None
         self._pool_lock = threading.Lock()
+        self._threads: ThreadPoolExecutor | None = None
+        self._ahead: dict[tuple[int, int], Future] = {}
+        self._ahead_lock = threading.Lock()
 
     def __len__(self) -> int:
         return self.steps
@@ -116,17 +127,35 @@ class TrainStream(keras.utils.PyDataset):
             images, labels = mix_batch(images, labels, self.mix, int(seed))
         return images, labels
 
+    def epoch_callback(self) -> keras.callbacks.Callback:
+        """A callback for ``fit`` that points the stream at each epoch as it begins."""
+        return keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs=None: setattr(self, "epoch", epoch))
+
     def __getitem__(self, index: int):
         if not 0 <= index < self.steps:
             raise IndexError(index)
+        # this batch and the next ones, into the next epoch (made while fit validates)
+        wanted = [divmod(self.epoch * self.steps + index + k, self.steps) for k in range(2 * self.batch_workers + 1)]
+        with self._ahead_lock:
+            if self._threads is None:
+                self._threads = ThreadPoolExecutor(self.batch_workers, thread_name_prefix="mvlib-batches")
+            for key in self._ahead.keys() - set(wanted):  # asked out of order (a new fit, a rebuilt iterator)
+                self._ahead.pop(key).cancel()
+            for key in wanted:
+                if key not in self._ahead:
+                    self._ahead[key] = self._threads.submit(self._make, *key)
+            made = self._ahead.pop(wanted[0])
+        return made.result()
+
+    def _make(self, epoch: int, index: int):
         pool = self._worker_processes()
         if pool is not None:
             try:
-                return self.batch(self.epoch, index, crops=pool.crops(self.epoch, index))
+                return self.batch(epoch, index, crops=pool.crops(epoch, index))
             except BrokenProcessPool:  # a worker ended (a SIGTERM, out of memory): threads make the same batches
-                warnings.warn("the crop worker processes stopped; making batches in threads from here", stacklevel=2)
-                self.close()
-        return self.batch(self.epoch, index)
+                if self._stop_processes():  # once, though every batch in flight fails
+                    warnings.warn("the crop worker processes stopped; making batches in threads from here")
+        return self.batch(epoch, index)
 
     def _worker_processes(self) -> CropProcesses | None:
         """The worker processes, started at the first batch (threads ask at once), or None for threads."""
@@ -139,23 +168,32 @@ class TrainStream(keras.utils.PyDataset):
                     batch_size=self.batch_size, seed=self.seed, steps_per_epoch=self.steps, workers=1, mix=self.mix,
                     processes=False)
                 shape = (self.batch_size, self.image_size, self.image_size, 3)  # a batch's crops
-                self._pool = CropProcesses(make_stream, self.images, self.labels, shape, processes=self.workers)
+                self._pool = CropProcesses(make_stream, self.images, self.labels, shape, processes=self.batch_workers)
             return self._pool
 
     def close(self) -> None:
-        """Stop the worker processes, if any, and make later batches in threads. (Without it, the processes
-        stop when the stream is garbage, or at exit.)"""
+        """Stop the threads and the worker processes, if any; later batches start threads again (without
+        processes). (Without it, the processes stop when the stream is garbage, or at exit.)"""
+        with self._ahead_lock:
+            threads, self._threads = self._threads, None
+            ahead, self._ahead = self._ahead, {}
+        for made in ahead.values():
+            made.cancel()
+        if threads is not None:
+            threads.shutdown(wait=True)  # a batch being made may use the worker processes: let it finish
+        self._stop_processes()
+
+    def _stop_processes(self) -> bool:
+        """Stop the worker processes and make batches in threads from now on; whether there were any."""
         with self._pool_lock:
             self.processes = False
-            if self._pool is not None:
-                self._pool.close()
-                self._pool = None
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+        return pool is not None
 
     def __iter__(self):
         return (self[i] for i in range(self.steps))
-
-    def on_epoch_end(self):
-        self.epoch += 1
 
 
 def _processes_from_environment() -> bool:

@@ -1,6 +1,6 @@
 """A training stream's crops made in worker processes, out of reach of Python's GIL.
 
-Keras' ``PyDataset`` workers are threads, and threads share one interpreter lock. Pillow's resize and
+By default a stream makes its batches in threads, and threads share one interpreter lock. Pillow's resize and
 numpy's conversions release it, but drawing each crop, Pillow's object handling and the Python between
 them hold it -- about a quarter of a 160-px crop's time on the 2-core development machine -- so however
 many cores a machine has, threads make at most a few times one thread's batches. Processes have a lock

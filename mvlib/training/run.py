@@ -401,8 +401,8 @@ def train(
                         epochs=recipe.epochs,
                         initial_epoch=resumed_from,
                         validation_data=data.val,
-                        callbacks=[EpochSeeder(seed), *averaging, EpochCommitter(run, state, commit_every, stop),
-                                   *progress, *callbacks],
+                        callbacks=[stream.epoch_callback(), EpochSeeder(seed), *averaging,
+                                   EpochCommitter(run, state, commit_every, stop), *progress, *callbacks],
                         shuffle=False,  # the stream is already shuffled, per epoch, reproducibly
                         verbose=verbose,
                     )
