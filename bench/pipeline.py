@@ -88,7 +88,7 @@ def parse_args(argv=None):
     p.add_argument("--augment", default="inception")
     p.add_argument("--mix", nargs="+", default=["none", "mixup-or-cutmix"])
     p.add_argument("--loader", nargs="+", choices=["threads", "processes"], default=["threads", "processes"],
-                   help="where each batch is made: in the thread that asks, or in a worker process")
+                   help="where each batch's crops are made: in the stream's threads, or in worker processes")
     p.add_argument("--workers", nargs="+", type=int, help="batches made at once (default: 1 and one per core, up to 16)")
     p.add_argument("--batches", type=int, default=16, help="timed batches per setting")
     p.add_argument("--out", default=str(ROOT / "bench"))

@@ -104,10 +104,10 @@ show_source(augment)
 # generators seeded with (seed, e, pass, position), so the batches of an epoch are the same whether the
 # run got there in one go or was resumed, and however many threads -- or worker processes
 # (`MVLIB_LOADER=processes`, for machines with many cores) -- make them. Which epoch it serves is set by
-# `fit` itself, through a callback, as each epoch begins: Keras also calls a dataset's own epoch hooks
-# when it builds the model and resets its loader, so a stream that counted those calls would drift, and
-# its loader's threads carry batches made ahead into the next epoch, so the stream makes its batches
-# ahead itself, each keyed by its (epoch, index):
+# `fit` itself, through a callback, as each epoch begins: Keras also calls a dataset's `on_epoch_end`
+# whenever it resets its loader, before the first epoch too, so a stream that counted those calls would
+# run an epoch ahead. And Keras' loader, given several workers, carries batches made ahead into the next
+# epoch, so the stream makes its batches ahead itself, each keyed by its (epoch, index):
 
 # %%
 show_source(TrainStream.crops, TrainStream.batch, TrainStream.epoch_callback, TrainStream.__getitem__)

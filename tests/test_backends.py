@@ -1,9 +1,10 @@
 """mvlib on the JAX and PyTorch backends, each in one subprocess (the backend is chosen at import, and
 starting it and compiling the model is most of the cost): importing mvlib leaves TensorFlow out, the export
 says what to do instead, the model is the TensorFlow-backend model (its weights move between backends), and
-training resumes exactly -- on JAX data-parallel over two virtual CPU devices. Its epochs are eight steps:
-more than Keras' loader would fetch ahead, so that a stream that let it mix epochs would fail here. A file of its own so that
-pytest-xdist runs it beside the TensorFlow tests."""
+training resumes exactly -- on JAX data-parallel over two virtual CPU devices. Its epochs are eight steps,
+so that batches made ahead cross from one epoch into the next inside the run: a stream that served one
+epoch's batches in another would resume differently here. A file of its own so that pytest-xdist runs it
+beside the TensorFlow tests."""
 
 import os
 import subprocess

@@ -216,7 +216,7 @@ def test_mixed_batches_blend_images_and_labels_alike(folder, mix):
 
 
 def test_fit_trains_on_batch_i_of_epoch_e(folder):
-    """Through Keras' loader, which builds the model from a batch first and may ask for batches ahead,
+    """Through Keras' loader, which builds the model from a batch first and resets itself between epochs,
     each step of a fit resumed at epoch 1 gets ``stream.batch(epoch, step)``."""
     import keras
 
@@ -233,6 +233,7 @@ def test_fit_trains_on_batch_i_of_epoch_e(folder):
     model = Recorder(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(inputs)))
     model.compile(loss="categorical_crossentropy", run_eagerly=True)
     model.fit(stream, epochs=3, initial_epoch=1, callbacks=[stream.epoch_callback()], shuffle=False, verbose=0)
+    assert not stream._ahead  # the batches made ahead for epoch 3, which will not come, are dropped
     stream.close()
     expected = [stream.batch(epoch, step)[0] for epoch in (1, 2) for step in range(5)]
     assert len(seen) == len(expected)
@@ -261,25 +262,29 @@ def test_worker_processes_make_the_batches_threads_make_and_fall_back_to_threads
     flowers = load_flowers("folder", folder, image_size=16, batch_size=4, val_fraction=0.2)
     settings = dict(augment="inception", mix="mixup-or-cutmix", initial_epoch=2, workers=1)
     threads, processes = flowers.train_stream(processes=False, **settings), flowers.train_stream(processes=True, **settings)
-    made = {}
-    for name, stream in (("threads", threads), ("processes", processes)):
-        made[name] = []
-        for epoch in (2, 3):  # two epochs: the workers follow the stream's epoch
-            stream.epoch = epoch
-            made[name] += [stream[i] for i in range(len(stream))]
-    for (x, y), (px, py) in zip(made["threads"], made["processes"], strict=True):
-        np.testing.assert_array_equal(px, x)
-        np.testing.assert_array_equal(py, y)
-    shared = processes._pool._dir
-    assert shared.is_dir()
-    concurrent.futures.wait(processes._ahead.values())  # the batches it made ahead, into epoch 4
-    for worker in list(processes._pool._pool._processes.values()):
-        worker.kill()  # as the OOM killer would, or a SIGTERM to the process group
-    processes.epoch = 6  # batches not made yet
-    with pytest.warns(UserWarning, match="worker processes stopped"):
-        x, y = processes[1]
-    np.testing.assert_array_equal(x, threads.batch(6, 1)[0])
-    assert processes._pool is None and not shared.exists() and processes.processes is False
+    try:
+        made = {}
+        for name, stream in (("threads", threads), ("processes", processes)):
+            made[name] = []
+            for epoch in (2, 3):  # two epochs: the workers follow the stream's epoch
+                stream.epoch = epoch
+                made[name] += [stream[i] for i in range(len(stream))]
+        for (x, y), (px, py) in zip(made["threads"], made["processes"], strict=True):
+            np.testing.assert_array_equal(px, x)
+            np.testing.assert_array_equal(py, y)
+        shared = processes._pool._dir
+        assert shared.is_dir()
+        concurrent.futures.wait(processes._ahead.values())  # the batches it made ahead, into epoch 4
+        for worker in list(processes._pool._pool._processes.values()):
+            worker.kill()  # as the OOM killer would, or a SIGTERM to the process group
+        processes.epoch = 6  # batches not made yet
+        with pytest.warns(UserWarning, match="worker processes stopped"):
+            x, y = processes[1]
+        np.testing.assert_array_equal(x, threads.batch(6, 1)[0])
+        assert processes._pool is None and not shared.exists() and processes.processes is False
+    finally:
+        threads.close()
+        processes.close()
 
 
 def test_loader_is_threads_unless_the_environment_asks_for_processes(monkeypatch):

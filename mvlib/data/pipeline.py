@@ -54,12 +54,15 @@ class TrainStream(keras.utils.PyDataset):
     batch has the same shape (one compiled step; batches split evenly across devices).
 
     ``stream[index]`` is batch ``index`` of epoch ``stream.epoch``, which ``fit`` moves through the callback
-    :meth:`epoch_callback` makes: ``fit(stream, callbacks=[stream.epoch_callback()], ...)``. Its own epoch
-    number is the one to trust; Keras also calls a PyDataset's epoch hooks when ``fit`` builds the model
-    and resets its loader (on JAX and PyTorch), so a stream that counted them would drift.
+    :meth:`epoch_callback` makes: ``fit(stream, callbacks=[stream.epoch_callback()], shuffle=False)``
+    (the stream is shuffled already; ``shuffle=True`` would ask for its batches out of order). Fit's own
+    epoch number is the one to trust: Keras also calls a PyDataset's ``on_epoch_end`` when it resets its
+    loader, which it does before the first epoch as well, so a stream that counted those calls would run
+    an epoch ahead (and on JAX and PyTorch ``fit`` reads one more batch to build the model).
 
     Keras is told ``workers=1`` and so asks for the batches in order, one at a time, while ``workers``
-    threads of the stream's own make the next ``2 * workers`` ahead, each keyed by its (epoch, index). (With
+    threads of the stream's own make up to ``2 * workers`` ahead (at most an epoch), each keyed by its
+    (epoch, index). (With
     ``workers > 1`` Keras' ``OrderedEnqueuer`` would make them, but it carries the batches it made ahead
     for one epoch -- or for the batch ``fit`` reads to build the model -- into the next, which mixes epochs.)
     ``processes=True`` has their :meth:`crops` made in worker processes instead (:mod:`mvlib.data.processes`:
@@ -101,7 +104,8 @@ class TrainStream(keras.utils.PyDataset):
         order = self._orders.get(key)
         if order is None:
             order = np.random.default_rng((self.seed, epoch, pass_index)).permutation(len(self.images))
-            self._orders = {**{k: v for k, v in self._orders.items() if k[0] == epoch}, key: order}  # forget older epochs
+            # Threads making the next epoch's first batches share the cache with those finishing this one.
+            self._orders = {**{k: v for k, v in self._orders.items() if abs(k[0] - epoch) <= 1}, key: order}
         return order
 
     def crops(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -128,14 +132,17 @@ class TrainStream(keras.utils.PyDataset):
         return images, labels
 
     def epoch_callback(self) -> keras.callbacks.Callback:
-        """A callback for ``fit`` that points the stream at each epoch as it begins."""
-        return keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs=None: setattr(self, "epoch", epoch))
+        """A callback for ``fit`` that points the stream at each epoch as it begins, and drops the batches
+        made ahead for an epoch that will not come when training ends."""
+        return keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs=None: setattr(self, "epoch", epoch),
+                                              on_train_end=lambda logs=None: self._drop_ahead())
 
     def __getitem__(self, index: int):
         if not 0 <= index < self.steps:
             raise IndexError(index)
         # this batch and the next ones, into the next epoch (made while fit validates)
-        wanted = [divmod(self.epoch * self.steps + index + k, self.steps) for k in range(2 * self.batch_workers + 1)]
+        first, ahead = self.epoch * self.steps + index, min(2 * self.batch_workers, self.steps)
+        wanted = [divmod(first + k, self.steps) for k in range(ahead + 1)]
         with self._ahead_lock:
             if self._threads is None:
                 self._threads = ThreadPoolExecutor(self.batch_workers, thread_name_prefix="mvlib-batches")
@@ -176,12 +183,17 @@ class TrainStream(keras.utils.PyDataset):
         processes). (Without it, the processes stop when the stream is garbage, or at exit.)"""
         with self._ahead_lock:
             threads, self._threads = self._threads, None
-            ahead, self._ahead = self._ahead, {}
-        for made in ahead.values():
-            made.cancel()
+        self._drop_ahead()
         if threads is not None:
             threads.shutdown(wait=True)  # a batch being made may use the worker processes: let it finish
         self._stop_processes()
+
+    def _drop_ahead(self) -> None:
+        """Forget the batches made ahead (those being made finish, unread)."""
+        with self._ahead_lock:
+            ahead, self._ahead = self._ahead, {}
+        for made in ahead.values():
+            made.cancel()
 
     def _stop_processes(self) -> bool:
         """Stop the worker processes and make batches in threads from now on; whether there were any."""
