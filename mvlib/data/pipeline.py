@@ -62,9 +62,9 @@ class TrainStream(keras.utils.PyDataset):
 
     Keras is told ``workers=1`` and so asks for the batches in order, one at a time, while ``workers``
     threads of the stream's own make up to ``2 * workers`` ahead (at most an epoch), each keyed by its
-    (epoch, index). (With
-    ``workers > 1`` Keras' ``OrderedEnqueuer`` would make them, but it carries the batches it made ahead
-    for one epoch -- or for the batch ``fit`` reads to build the model -- into the next, which mixes epochs.)
+    (epoch, index). (With ``workers > 1`` Keras' ``OrderedEnqueuer`` would make them, but it carries the
+    batches it made ahead for one epoch -- or for the batch ``fit`` reads to build the model -- into the
+    next, which mixes epochs.)
     ``processes=True`` has their :meth:`crops` made in worker processes instead (:mod:`mvlib.data.processes`:
     the same pixels, past the GIL that caps threads; the rest of :meth:`batch` stays in the thread);
     ``None`` takes the environment variable ``MVLIB_LOADER`` (``threads``, the default, or ``processes``).
